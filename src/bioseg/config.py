@@ -1,0 +1,333 @@
+"""The experiment config: strict pydantic models, YAML load/dump and ``--set a.b=c`` overrides.
+
+Every section maps one to one onto the keyword arguments of the component it configures, so the
+Python API needs no YAML. Unknown keys are errors that name the closest valid key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bioseg.errors import BiosegError
+from bioseg.registry import did_you_mean
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Normalization(Section):
+    """Intensity normalisation, per channel: (x - low) / (high - low) from percentiles.
+
+    ``per_image``: percentiles of each image (robust to brightness changes between images);
+    ``dataset``: fixed ``low``/``high`` values per channel, measured once by ``init-config`` and saved;
+    ``none``: values used as they are (cast to float).
+    """
+
+    mode: Literal["per_image", "dataset", "none"] = "per_image"
+    percentiles: tuple[float, float] = (1.0, 99.8)
+    low: list[float] | None = None
+    high: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _dataset_needs_values(self) -> Normalization:
+        if self.mode == "dataset" and (self.low is None or self.high is None):
+            raise ValueError("normalization.mode 'dataset' needs 'low' and 'high' (one value per channel)")
+        return self
+
+
+class DataConfig(Section):
+    root: Path = Field(description="dataset folder (pairs, x/y or CSV layout)")
+    layout: Literal["auto", "pairs", "xy", "csv"] = "auto"
+    csv: Path | None = Field(default=None, description="CSV with columns image,mask (layout csv)")
+    classes: list[str] = Field(default_factory=lambda: ["background", "foreground"])
+    mask_values: dict[int, int] | None = Field(
+        default=None, description="raw mask value → class index, e.g. {255: 1}; None: values are classes"
+    )
+    channels: list[int] | None = Field(default=None, description="input channels to use; None: all")
+    in_channels: int = Field(default=1, ge=1, description="channels the model sees")
+    normalization: Normalization = Field(default_factory=Normalization)
+    splits_dir: Path | None = Field(default=None, description="default: <root>/splits")
+    fold: int = Field(default=0, ge=0)
+    patch_size: list[int] = Field(default_factory=lambda: [256, 256])
+    batch_size: int = Field(default=8, ge=1)
+    patches_per_epoch: int = Field(default=256, ge=1, description="random patches drawn per epoch")
+    foreground_fraction: float = Field(default=0.5, ge=0, le=1, description="patches centred on foreground")
+    num_workers: int = Field(default=0, ge=0)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @field_validator("classes")
+    @classmethod
+    def _at_least_two(cls, v: list[str]) -> list[str]:
+        if len(v) < 2:
+            raise ValueError("needs at least two class names, e.g. [background, foreground]")
+        return v
+
+
+class ModelConfig(Section):
+    name: str = "unet"
+    spatial_dims: Literal[2, 3] = 2
+    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    norm: Literal["batch", "instance", "group", "none"] = "batch"
+    residual: bool = False
+    upsample: Literal["transpose", "interp", "pixelshuffle"] = "transpose"
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+
+
+class LossTerm(Section):
+    """One weighted term; extra keyword arguments go to the loss (e.g. pos_weight, alpha, gamma)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str
+    weight: float = 1.0
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class HeadConfig(Section):
+    type: Literal["binary", "multiclass"] = "binary"
+    classes: int = Field(default=2, ge=2, description="classes including background")
+    loss: list[LossTerm] | None = None
+    weight: float = Field(default=1.0, ge=0)
+
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.type == "binary" else self.classes
+
+
+class TrainConfig(Section):
+    epochs: int = Field(default=20, ge=1)
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    gradient_clip: float | None = Field(default=1.0, description="max gradient norm; None: off")
+    accumulate_grad_batches: int = Field(default=1, ge=1)
+    monitor: str = Field(default="val/dice_mean", description="metric for checkpoints and early stopping")
+    monitor_mode: Literal["max", "min"] = "max"
+    early_stopping_patience: int | None = Field(default=None, description="epochs; None: off")
+    save_top_k: int = Field(default=1, ge=0)
+    val_every: int = Field(default=1, ge=1, description="validate every N epochs")
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    deterministic: bool = False
+    snapshots: int = Field(default=3, ge=0, description="validation overlays written at the end")
+    max_time_minutes: float | None = Field(default=None, description="stop training after this wall time")
+
+
+class OptimConfig(Section):
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    momentum: float = Field(default=0.9, ge=0, description="SGD only")
+
+
+class SchedConfig(Section):
+    name: Literal["cosine", "plateau", "onecycle", "none"] = "cosine"
+    warmup_epochs: float = Field(default=1.0, ge=0, description="linear warm-up (cosine, none)")
+    min_lr: float = Field(default=1e-5, ge=0)
+    patience: int = Field(default=5, ge=1, description="plateau only")
+    factor: float = Field(default=0.5, gt=0, lt=1, description="plateau only")
+
+
+class AugmentStep(Section):
+    """One augmentation: a registered name, its probability and its keyword arguments."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str
+    p: float = Field(default=0.5, ge=0, le=1)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def default_augment() -> list[AugmentStep]:
+    return [
+        AugmentStep(name="flip", p=0.5),
+        AugmentStep(name="rot90", p=0.5),
+        AugmentStep(name="brightness_contrast", p=0.3),
+        AugmentStep(name="gaussian_noise", p=0.2),
+    ]
+
+
+class InferConfig(Section):
+    patch_size: list[int] | None = Field(default=None, description="default: data.patch_size")
+    overlap: float = Field(default=0.25, ge=0, lt=1)
+    blending: Literal["gaussian", "constant"] = "gaussian"
+    batch_size: int = Field(default=4, ge=1, description="tiles per forward pass")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="binary heads")
+
+
+class PostConfig(Section):
+    min_size: int = Field(default=0, ge=0, description="remove foreground components smaller than this")
+    fill_holes: bool = False
+
+
+class Experiment(Section):
+    name: str = "experiment"
+    output_dir: Path = Path("runs")
+    seed: int = 0
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    heads: dict[str, HeadConfig] | None = Field(
+        default=None, description="default: one head 'mask' of the type the classes imply"
+    )
+    loss: list[LossTerm] | None = Field(default=None, description="default loss for heads without one")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    sched: SchedConfig = Field(default_factory=SchedConfig)
+    augment: list[AugmentStep] = Field(default_factory=default_augment)
+    infer: InferConfig = Field(default_factory=InferConfig)
+    post: PostConfig = Field(default_factory=PostConfig)
+
+    @model_validator(mode="after")
+    def _resolve_heads(self) -> Experiment:
+        if self.heads is None:
+            n = self.data.num_classes
+            kind = "binary" if n == 2 else "multiclass"
+            object.__setattr__(self, "heads", {"mask": HeadConfig(type=kind, classes=n)})
+        for head in self.heads.values():
+            if head.loss is None:
+                head.loss = [t.model_copy() for t in self.loss] if self.loss else default_loss(head.type)
+        if len(self.data.patch_size) != self.model.spatial_dims:
+            raise ValueError(
+                f"data.patch_size {self.data.patch_size} has {len(self.data.patch_size)} values but "
+                f"model.spatial_dims is {self.model.spatial_dims}"
+            )
+        if self.infer.patch_size is None:
+            self.infer.patch_size = list(self.data.patch_size)
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name / f"fold_{self.data.fold}"
+
+
+def default_loss(head_type: str) -> list[LossTerm]:
+    first = "bce" if head_type == "binary" else "ce"
+    return [LossTerm(name=first, weight=0.5), LossTerm(name="dice", weight=0.5)]
+
+
+# --- loading, dumping, overrides ---------------------------------------------------------------
+
+
+def _format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            key = str(e["loc"][-1])
+            valid = _valid_keys(model, e["loc"][:-1])
+            parts.append(f"unknown key '{loc}'.{did_you_mean(key, valid)}")
+        elif e["type"] == "missing":
+            parts.append(f"missing key '{loc}'")
+        else:
+            value = e.get("input")
+            shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+            parts.append(f"'{loc}': {e['msg']}{shown}" if loc else e["msg"])
+    return f"{source}: " + "; ".join(parts)
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names allowed at ``loc`` inside ``model`` (best effort, for suggestions)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = _section_type(field.annotation)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _section_type(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["train.epochs=5", "optim.lr=1e-3"]`` → nested dict; values parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise BiosegError(f"--set '{pair}' is not KEY=VALUE; write e.g. --set train.epochs=5")
+        key, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for k, v in override.items():
+            merged[k] = _merge(base.get(k), v) if k in base else v
+        return merged
+    if isinstance(base, list) and isinstance(override, dict) and all(str(k).isdigit() for k in override):
+        merged_list = list(base)
+        for k, v in override.items():
+            i = int(k)
+            if i >= len(merged_list):
+                raise BiosegError(f"--set index {i} is out of range: the list has {len(merged_list)} items")
+            merged_list[i] = _merge(merged_list[i], v)
+        return merged_list
+    return override
+
+
+def from_dict(raw: dict[str, Any], source: str = "config", overrides: list[str] | None = None) -> Experiment:
+    try:
+        cfg = Experiment.model_validate(raw)
+        if overrides:  # applied on the resolved config, so that defaults can be overridden by index too
+            cfg = Experiment.model_validate(_merge(to_dict(cfg), parse_overrides(overrides)))
+        return cfg
+    except ValidationError as err:
+        raise BiosegError(_format_validation_error(err, Experiment, source)) from None
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read a YAML experiment; relative data paths are taken relative to the YAML file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise BiosegError(f"config file {path} does not exist; create one with 'bioseg init-config DATA_DIR'")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise BiosegError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise BiosegError(f"{path} must hold a mapping of sections (data, model, train, …), not {type(raw).__name__}")
+    cfg = from_dict(raw, source=str(path), overrides=overrides)
+    base = path.parent
+    for attr in ("root", "csv", "splits_dir"):
+        value = getattr(cfg.data, attr)
+        if value is not None and not Path(value).is_absolute():
+            setattr(cfg.data, attr, (base / value).resolve())
+    if not cfg.output_dir.is_absolute():
+        cfg.output_dir = (base / cfg.output_dir).resolve()
+    return cfg
+
+
+def to_dict(cfg: Experiment) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
+
+
+def dump(cfg: Experiment, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
