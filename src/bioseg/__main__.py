@@ -1,0 +1,3 @@
+from bioseg.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""The ``bioseg`` command line: parse → config → call the library. The only place that prints for users.
+
+Heavy modules (torch, lightning) are imported inside the commands so that ``bioseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from bioseg.errors import BiosegError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train and apply deep-learning segmentation models to biological images.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _parse_mask_values(text: str | None) -> dict[int, int] | None:
+    """``"255:1,0:0"`` → {255: 1, 0: 0}."""
+    if not text:
+        return None
+    try:
+        return {int(k): int(v) for k, v in (pair.split(":") for pair in text.split(","))}
+    except ValueError:
+        raise BiosegError(f"--mask-values '{text}' is not RAW:CLASS pairs; write e.g. --mask-values 0:0,255:1") from None
+
+
+@app.command()
+def check(
+    data_dir: Path = typer.Argument(..., help="dataset folder: images/+masks/, train/x+train/y, or a CSV"),
+    classes: int | None = typer.Option(None, help="number of classes to check mask values against"),
+    mask_values: str | None = typer.Option(None, help="raw→class mapping, e.g. 0:0,255:1"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="take classes and mask_values from a config"),
+) -> None:
+    """Discover a dataset and list every problem before training (exit 0 when usable)."""
+    from bioseg.data.layouts import discover
+    from bioseg.data.validate import check_dataset
+
+    mapping = _parse_mask_values(mask_values)
+    layout, csv = "auto", None
+    if config is not None:
+        from bioseg import config as config_mod
+
+        cfg = config_mod.load(config)
+        classes, mapping, layout, csv = cfg.data.num_classes, cfg.data.mask_values, cfg.data.layout, cfg.data.csv
+    index = discover(data_dir, layout, csv)
+    report = check_dataset(index, num_classes=classes, mask_values=mapping, progress=True)
+    typer.echo(report.format())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def split(
+    data_dir: Path = typer.Argument(..., help="dataset folder"),
+    folds: int = typer.Option(5, help="cross-validation folds (1: a single train/val split)"),
+    test_split: float = typer.Option(0.2, help="fraction held out as the test set"),
+    val_split: float = typer.Option(0.15, help="validation fraction when --folds 1"),
+    stratified: bool = typer.Option(False, help="balance the presence of each class"),
+    seed: int = typer.Option(0, help="random seed (same seed, same split)"),
+) -> None:
+    """Write deterministic split files under DATA_DIR/splits/."""
+    from bioseg.data.layouts import discover
+    from bioseg.data.splits import make_splits
+    from bioseg.data.validate import check_dataset
+
+    index = discover(data_dir)
+    presence = check_dataset(index).summary.get("class_presence") if stratified else None
+    out = make_splits(
+        index, folds=folds, test_split=test_split, val_split=val_split, stratified=stratified, seed=seed,
+        class_presence=presence,
+    )
+    typer.echo(f"wrote splits to {out}")
+
+
+@app.command("init-config")
+def init_config(
+    data_dir: Path = typer.Argument(..., help="dataset folder"),
+    output: Path = typer.Option(Path("exp.yaml"), "--output", "-o", help="config file to write"),
+    name: str | None = typer.Option(None, help="experiment name (default: the folder name)"),
+    force: bool = typer.Option(False, help="overwrite an existing config file"),
+) -> None:
+    """Write a commented YAML config inferred from the data."""
+    from bioseg.init_config import infer_config, write_config
+
+    if output.exists() and not force:
+        raise BiosegError(f"{output} exists; pass --force to overwrite it or -o to write elsewhere")
+    cfg = infer_config(data_dir, name=name)
+    write_config(cfg, output, header=f"bioseg experiment inferred from {data_dir}\nEdit freely; see README.")
+    d = cfg["data"]
+    typer.echo(
+        f"wrote {output}: {len(d['classes'])} classes, {d['in_channels']} input channel(s), "
+        f"patch {d['patch_size']}, batch {d['batch_size']}, normalisation {d['normalization']['mode']}"
+    )
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    fold: int | None = typer.Option(None, help="fold to train (default: data.fold)"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key, e.g. --set train.epochs=5"),
+    resume: bool = typer.Option(False, help="continue from checkpoints/last.ckpt"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Train a model; writes runs/<name>/fold_<k>/ (config, model/, checkpoints/, metrics.csv, charts/)."""
+    from bioseg.engine.trainer import train as run_training
+
+    result = run_training(config, fold=fold, resume=resume, overrides=overrides, progress=progress)
+    score = f"{result.best_score:.4f}" if result.best_score is not None else "n/a"
+    typer.echo(f"run folder: {result.run_dir}\nbest {result.monitor}: {score}\ncharts: {result.run_dir / 'charts'}")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="run folder (…/fold_0) or its model/ folder"),
+    inputs: list[Path] = typer.Argument(..., help="images or folders of images"),
+    output: Path = typer.Option(Path("predictions"), "--output", "-o", help="output folder"),
+    threshold: float | None = typer.Option(None, help="binary threshold (default: the run's)"),
+    patch_size: str | None = typer.Option(None, help="tile size, e.g. 256,256 (default: the run's)"),
+    overlap: float | None = typer.Option(None, help="tile overlap fraction (default: the run's)"),
+    batch_size: int | None = typer.Option(None, help="tiles per forward pass"),
+    precision: str | None = typer.Option(None, help="fp32 or bf16"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Predict images: <stem>_prob.tif, <stem>_labels.tif and <stem>_overlay.png per image."""
+    from bioseg.inference.files import predict_files
+
+    patch = [int(v) for v in patch_size.split(",")] if patch_size else None
+    written = predict_files(
+        run_dir, inputs, output, progress=progress, threshold=threshold, patch_size=patch, overlap=overlap,
+        batch_size=batch_size, precision=precision,
+    )
+    typer.echo(f"wrote {len(written)} files to {output}")
+
+
+@app.command()
+def evaluate(
+    source: Path = typer.Argument(..., help="a run folder, or a folder of predicted label images"),
+    truth: Path | None = typer.Argument(None, help="folder of true masks (when SOURCE holds predictions)"),
+    split: str = typer.Option("test", help="split of the run's dataset: train, val or test"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="where metrics.json and per_image.csv go"),
+    classes: int | None = typer.Option(None, help="number of classes (folder mode)"),
+    mask_values: str | None = typer.Option(None, help="raw→class mapping of the true masks, e.g. 0:0,255:1"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Score predictions: metrics.json (per class and mean Dice, IoU, accuracy) and per_image.csv."""
+    from bioseg.evaluation import evaluate_folders, evaluate_run
+
+    if truth is None:
+        result = evaluate_run(source, split=split, out_dir=output, progress=progress)
+    else:
+        result = evaluate_folders(
+            source, truth, num_classes=classes, mask_values=_parse_mask_values(mask_values), out_dir=output
+        )
+    s = result.scores
+    typer.echo(
+        f"{len(result.per_image)} images: Dice {s['dice_mean']:.4f}, IoU {s['iou_mean']:.4f}, "
+        f"accuracy {s['accuracy']:.4f}\nwrote {result.metrics_json} and {result.out_dir / 'per_image.csv'}"
+    )
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("bioseg-demo"), "--output", "-o", help="folder for data, run and predictions"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """The whole job on built-in synthetic cells: check → split → train → predict → evaluate."""
+    from bioseg.demo import run_demo
+
+    run_demo(output, log=typer.echo, progress=progress)
+
+
+def main() -> None:
+    try:
+        app()
+    except BiosegError as err:
+        typer.echo(f"bioseg: error: {err}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("bioseg: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""LightningDataModule over a discovered dataset and one fold of its split."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from bioseg.config import Experiment
+from bioseg.data.dataset import LoadedSample, PatchDataset, WholeImageDataset, load_sample
+from bioseg.data.layouts import DatasetIndex
+from bioseg.errors import BiosegError
+
+
+def load_samples(index: DatasetIndex, names: list[str], cfg: Experiment, what: str) -> list[LoadedSample]:
+    by_name = {s.name: s for s in index.samples}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise BiosegError(
+            f"the {what} split names {len(missing)} sample(s) not in {index.root} (first: {missing[0]}); "
+            f"re-run 'bioseg split {index.root}'"
+        )
+    return [load_sample(by_name[n], cfg.data) for n in tqdm(names, desc=f"loading {what}", leave=False)]
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    def __init__(self, cfg: Experiment, index: DatasetIndex, split: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.cfg, self.index, self.split = cfg, index, split
+        self.train_samples: list[LoadedSample] = []
+        self.val_samples: list[LoadedSample] = []
+        self._train_set: PatchDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.train_samples:
+            if not self.split.get("train"):
+                raise BiosegError(f"fold {self.cfg.data.fold} has no training samples; re-run 'bioseg split'")
+            self.train_samples = load_samples(self.index, self.split["train"], self.cfg, "train")
+            self.val_samples = load_samples(self.index, self.split.get("val", []), self.cfg, "val")
+
+    def set_epoch(self, epoch: int) -> None:
+        if self._train_set is not None:
+            self._train_set.set_epoch(epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        d = self.cfg.data
+        self._train_set = PatchDataset(
+            self.train_samples, d.patch_size, d.patches_per_epoch, d.foreground_fraction, seed=self.cfg.seed
+        )
+        if self.trainer is not None:
+            self._train_set.set_epoch(self.trainer.current_epoch)
+        return DataLoader(
+            self._train_set,
+            batch_size=d.batch_size,
+            shuffle=False,  # items are already random draws, reproducible per (seed, epoch, index)
+            num_workers=d.num_workers,
+            persistent_workers=False,
+            drop_last=len(self._train_set) >= d.batch_size,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        # whole images of possibly different sizes: one per batch
+        return DataLoader(WholeImageDataset(self.val_samples), batch_size=1, num_workers=0)

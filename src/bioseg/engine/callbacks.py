@@ -1,0 +1,90 @@
+"""Callbacks: one metrics.csv row per epoch (kept across resumes) and charts drawn from it."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: _to_float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _to_float(value: str | None) -> float:
+    try:
+        return float(value) if value not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if math.isnan(row.get(k, math.nan)) else row[k]) for k in keys})
+    tmp.replace(path)
+
+
+class EpochMetricsCSV(L.Callback):
+    """Writes ``metrics.csv``: epoch, wall time, learning rate and every epoch-level logged metric."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, float]] = []
+        self._start = time.monotonic()
+        self._elapsed_before = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after a resume, keep the rows of the epochs the checkpoint already covers
+        self.rows = [r for r in read_metrics_csv(self.path) if r.get("epoch", math.inf) < trainer.current_epoch]
+        self._elapsed_before = self.rows[-1].get("time_s", 0.0) if self.rows else 0.0
+        self._start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row: dict[str, float] = {
+            "epoch": float(trainer.current_epoch),
+            "step": float(trainer.global_step),
+            "time_s": round(self._elapsed_before + time.monotonic() - self._start, 2),
+        }
+        if trainer.optimizers:
+            row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        for key, value in trainer.callback_metrics.items():
+            if key.endswith("_step") or value.numel() != 1:
+                continue
+            row[key.removesuffix("_epoch")] = float(value)
+        self.rows.append(row)
+        write_metrics_csv(self.path, self.rows)
+
+
+class TrainingCharts(L.Callback):
+    """Draws ``charts/`` from ``metrics.csv`` when training ends, also after an interruption."""
+
+    def __init__(self, metrics_csv: Path, charts_dir: Path) -> None:
+        self.metrics_csv, self.charts_dir = Path(metrics_csv), Path(charts_dir)
+
+    def draw(self) -> None:
+        from bioseg.reports.charts import plot_training_curves
+
+        rows = read_metrics_csv(self.metrics_csv)
+        if rows:
+            plot_training_curves(rows, self.charts_dir)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.draw()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.draw()

@@ -1,0 +1,179 @@
+"""``bioseg.train``: config → checked data → Lightning fit → a self-describing run folder."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from bioseg import config as config_mod
+from bioseg.config import Experiment
+from bioseg.data.datamodule import SegmentationDataModule
+from bioseg.data.layouts import discover
+from bioseg.data.splits import load_split
+from bioseg.data.validate import check_dataset
+from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts, read_metrics_csv
+from bioseg.engine.module import SegmentationModule
+from bioseg.engine.run_folder import export_model
+from bioseg.errors import BiosegError
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path | None
+    best_score: float | None
+    monitor: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.run_dir / "model"
+
+
+def as_experiment(config: Experiment | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> Experiment:
+    if isinstance(config, Experiment):
+        return config_mod.from_dict(config_mod.to_dict(config), overrides=overrides) if overrides else config
+    if isinstance(config, dict):
+        return config_mod.from_dict(config, overrides=overrides)
+    return config_mod.load(config, overrides=overrides)
+
+
+def checked_data(cfg: Experiment):
+    """Discover and validate the dataset; every problem stops training before the first step."""
+    d = cfg.data
+    index = discover(d.root, d.layout, d.csv)
+    report = check_dataset(index, num_classes=d.num_classes, mask_values=d.mask_values)
+    if not report.ok:
+        listing = "\n".join(f"  - {p}" for p in report.problems)
+        raise BiosegError(
+            f"{d.root} has {len(report.problems)} problem(s); fix them (see 'bioseg check {d.root}'):\n{listing}"
+        )
+    split = load_split(d.splits_dir or Path(d.root) / "splits", d.fold)
+    return index, split
+
+
+def train(
+    config: Experiment | dict[str, Any] | str | Path,
+    *,
+    fold: int | None = None,
+    resume: bool = False,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train one fold of an experiment and write its run folder (see DESIGN.md, "The run folder")."""
+    cfg = as_experiment(config, overrides)
+    if fold is not None:
+        cfg.data.fold = fold
+    run_dir = cfg.run_dir
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise BiosegError(f"--resume: {last} does not exist; train without --resume to start this run")
+    if not resume and last.is_file():
+        raise BiosegError(
+            f"{run_dir} already holds a run: add --resume to continue it, or pick another name (--set name=NEW)"
+        )
+    index, split = checked_data(cfg)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_mod.dump(cfg, run_dir / "config.yaml")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = SegmentationDataModule(cfg, index, split)
+    module = SegmentationModule(config_mod.to_dict(cfg))
+    trainer, checkpoint, monitor = build_trainer(cfg, run_dir, has_val=bool(split.get("val")), progress=progress)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else (last if last.is_file() else None)
+    if best is not None:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    export_model(module.net, cfg, run_dir)
+    write_snapshots(cfg, run_dir, datamodule)
+    score = checkpoint.best_model_score
+    return TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=best,
+        best_score=float(score) if score is not None else None,
+        monitor=monitor,
+        history=read_metrics_csv(run_dir / "metrics.csv"),
+    )
+
+
+def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bool):
+    t = cfg.train
+    monitor, mode = (t.monitor, t.monitor_mode) if has_val else ("train/loss_epoch", "min")
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best-{epoch:03d}",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=t.save_top_k,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    callbacks: list[L.Callback] = [
+        checkpoint,
+        EpochMetricsCSV(run_dir / "metrics.csv"),
+        TrainingCharts(run_dir / "metrics.csv", run_dir / "charts"),
+    ]
+    if t.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=t.epochs,
+        max_time={"minutes": t.max_time_minutes} if t.max_time_minutes else None,
+        precision=t.precision,
+        gradient_clip_val=t.gradient_clip,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        check_val_every_n_epoch=t.val_every,
+        limit_val_batches=1.0 if has_val else 0,
+        num_sanity_val_steps=1 if has_val else 0,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        deterministic=t.deterministic,
+        callbacks=callbacks,
+        logger=_logger(run_dir),
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+        log_every_n_steps=1,
+    )
+    return trainer, checkpoint, monitor
+
+
+def _logger(run_dir: Path):
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        import tensorboard  # noqa: F401  (optional: TensorBoard logs only when it is installed)
+    except ImportError:
+        return False
+    return TensorBoardLogger(save_dir=str(run_dir), name="logs", version="", default_hp_metric=False)
+
+
+def write_snapshots(cfg: Experiment, run_dir: Path, datamodule: SegmentationDataModule) -> list[Path]:
+    """Validation overlays (image, truth, prediction) from the exported model, as a user would see them."""
+    from bioseg.inference.predictor import Predictor
+    from bioseg.reports.charts import save_snapshot
+
+    samples = datamodule.val_samples[: cfg.train.snapshots]
+    if not samples:
+        return []
+    predictor = Predictor.from_run(run_dir)
+    head = next(iter(cfg.heads))
+    paths = []
+    for s in samples:
+        labels = predictor.predict_prepared(s.image).labels[head]
+        path = run_dir / "charts" / "snapshots" / f"{Path(s.name).name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.append(save_snapshot(path, s.image, s.mask, labels, cfg.heads[head].classes, title=s.name))
+    return paths

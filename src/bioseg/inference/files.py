@@ -1,0 +1,74 @@
+"""Prediction of image files into an output folder: probabilities, labels and an overlay per image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from bioseg.errors import BiosegError
+from bioseg.inference.predictor import Prediction, Predictor
+from bioseg.io import IMAGE_SUFFIXES, read_image, write_tiff
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to their image files (sorted); nothing found is an error."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            if not found:
+                raise BiosegError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise BiosegError(f"input {path} does not exist; give image files or folders of images")
+    if not files:
+        raise BiosegError("no input images given")
+    return files
+
+
+def output_names(stem: str, head: str, single_head: bool) -> dict[str, str]:
+    base = stem if single_head else f"{stem}_{head}"
+    return {"prob": f"{base}_prob.tif", "labels": f"{base}_labels.tif", "overlay": f"{base}_overlay.png"}
+
+
+def write_prediction(
+    out_dir: Path, stem: str, image: np.ndarray, prediction: Prediction, predictor: Predictor
+) -> list[Path]:
+    """Write one image's outputs; each file appears whole (written aside, then renamed)."""
+    from bioseg.reports.charts import save_overlay
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    single = len(prediction.labels) == 1
+    written = []
+    for head, labels in prediction.labels.items():
+        names = output_names(stem, head, single)
+        classes = predictor.cfg.heads[head].classes
+        label_dtype = np.uint8 if classes < 256 else np.uint16
+        for key, array in (("prob", prediction.probabilities[head]), ("labels", labels.astype(label_dtype))):
+            tmp = out_dir / f".{names[key]}.tmp.tif"
+            write_tiff(tmp, array)
+            tmp.replace(out_dir / names[key])
+            written.append(out_dir / names[key])
+        written.append(save_overlay(out_dir / names["overlay"], image, labels, classes))
+    return written
+
+
+def predict_files(
+    run: str | Path, inputs: Iterable[str | Path], out_dir: str | Path, progress: bool = True, **infer
+) -> list[Path]:
+    """Predict every input image with the run's model; returns the files written."""
+    predictor = Predictor.from_run(run, **infer)
+    files = expand_inputs(inputs)
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    for path in tqdm(files, desc="predicting", disable=not progress):
+        raw = read_image(path)
+        prediction = predictor.predict(raw, name=str(path))
+        written += write_prediction(out_dir, path.stem, raw, prediction, predictor)
+    return written

@@ -1,0 +1,105 @@
+"""``Predictor``: a trained run applied to new images with the run's own channels and normalisation."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bioseg.config import Experiment
+from bioseg.data.dataset import prepare_image
+from bioseg.engine.module import build_network
+from bioseg.engine.run_folder import WEIGHTS, find_model_dir, load_weights, read_meta
+from bioseg.errors import BiosegError
+from bioseg.inference.heads import activate, to_labels
+from bioseg.inference.tiling import sliding_window
+from bioseg.io import read_image
+from bioseg.postprocess.semantic import clean_labels
+
+
+@dataclass
+class Prediction:
+    """Per head: probabilities ``(K, *spatial)`` float32 (K = 1 for a binary head) and labels ``(*spatial)``."""
+
+    probabilities: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+
+
+class Predictor:
+    """Sliding-window prediction with a run's model; every inference setting can be overridden."""
+
+    def __init__(self, net: torch.nn.Module, cfg: Experiment, device: str | torch.device = "cpu", **infer: Any) -> None:
+        self.cfg = cfg
+        unknown = set(infer) - set(cfg.infer.model_fields)
+        if unknown:
+            raise BiosegError(f"unknown inference option(s) {sorted(unknown)}; valid: {sorted(cfg.infer.model_fields)}")
+        self.infer = cfg.infer.model_copy(update={k: v for k, v in infer.items() if v is not None})
+        self.infer = type(cfg.infer).model_validate(self.infer.model_dump())  # re-validate the overrides
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+
+    @classmethod
+    def from_run(cls, path: str | Path, device: str | torch.device = "cpu", **infer: Any) -> Predictor:
+        model_dir = find_model_dir(path)
+        meta = read_meta(model_dir)
+        cfg = Experiment.model_validate(meta["experiment"])
+        net = build_network(cfg)
+        load_weights(net, model_dir / WEIGHTS)
+        return cls(net, cfg, device=device, **infer)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.cfg.model.spatial_dims
+
+    def prepare(self, raw: np.ndarray, name: str = "image") -> np.ndarray:
+        """Raw ``(C, *spatial)`` (or ``(*spatial)`` for one channel) → normalised model input."""
+        if raw.ndim == self.spatial_dims:
+            raw = raw[None]
+        if raw.ndim != self.spatial_dims + 1:
+            raise BiosegError(
+                f"{name} has shape {raw.shape}; a {self.spatial_dims}D model expects (C, *spatial) "
+                f"with {self.spatial_dims} spatial axes"
+            )
+        return prepare_image(raw, self.cfg.data, name)
+
+    def predict(self, raw: np.ndarray, name: str = "image") -> Prediction:
+        """Predict a raw image array, normalised exactly as in training."""
+        return self.predict_prepared(self.prepare(raw, name))
+
+    def predict_file(self, path: str | Path) -> Prediction:
+        return self.predict(read_image(path), name=str(path))
+
+    @torch.inference_mode()
+    def predict_prepared(self, image: np.ndarray) -> Prediction:
+        """Predict an already normalised ``(C, *spatial)`` image."""
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(self.device)
+        logits = sliding_window(
+            self._forward,
+            x,
+            self.infer.patch_size,
+            overlap=self.infer.overlap,
+            blending=self.infer.blending,
+            batch_size=self.infer.batch_size,
+            size_divisor=self.net.size_divisor,
+        )
+        probs, labels = {}, {}
+        for name, head in self.cfg.heads.items():
+            p = activate(logits[name], head.type)
+            lab = to_labels(p, head.type, self.infer.threshold).cpu().numpy()
+            labels[name] = clean_labels(lab, self.cfg.post.min_size, self.cfg.post.fill_holes)
+            probs[name] = p.cpu().numpy().astype(np.float32, copy=False)
+        return Prediction(probs, labels)
+
+    def _forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.infer.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            out = self.net(batch)
+        return {k: v.float() for k, v in out.items()}

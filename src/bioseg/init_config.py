@@ -1,0 +1,134 @@
+"""``bioseg init-config``: an experiment config inferred from the data, written as commented YAML."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from bioseg import config as config_mod
+from bioseg.data.layouts import discover
+from bioseg.data.preprocess import dataset_percentiles
+from bioseg.data.validate import check_dataset
+from bioseg.errors import BiosegError
+from bioseg.io import read_image
+
+SECTION_COMMENTS = {
+    "name": "Run name: the run folder is <output_dir>/<name>/fold_<k>/",
+    "data": "Dataset, classes, channels, normalisation and patch sampling (inferred from the data)",
+    "model": "Network: 'unet' works in 2D and 3D; widths per level",
+    "heads": "One output head per task; type binary (sigmoid) or multiclass (softmax), each with its loss terms",
+    "train": "Training: epochs, precision (32 | bf16-mixed | 16-mixed), checkpoints on 'monitor'",
+    "optim": "Optimiser: adamw | adam | sgd",
+    "sched": "Learning-rate schedule: cosine | plateau | onecycle | none (with linear warm-up)",
+    "augment": "Augmentations applied on the fly, in order, each with probability p",
+    "infer": "Prediction: sliding window patch, overlap, blending, precision (fp32 | bf16), threshold",
+    "post": "Cleanup of predicted label maps",
+}
+
+
+def infer_classes(values: list[int]) -> tuple[list[str], dict[int, int] | None]:
+    """Distinct mask values → class names and a mask_values mapping when they are not already 0..n-1."""
+    values = sorted(int(v) for v in values)
+    if len(values) < 2:
+        values = sorted(set(values) | {0, 1})
+    n = len(values)
+    names = ["background", "foreground"] if n == 2 else ["background"] + [f"class_{i}" for i in range(1, n)]
+    if values == list(range(n)):
+        return names, None
+    return names, {v: i for i, v in enumerate(values)}
+
+
+def informative_channels(images: list[np.ndarray]) -> list[int] | None:
+    """Channels that carry signal: drop constant ones (e.g. alpha) and duplicates (grey stored as RGB)."""
+    channels = images[0].shape[0]
+    if channels == 1:
+        return None
+    keep: list[int] = []
+    for c in range(channels):
+        if all(float(img[c].std()) == 0.0 for img in images):
+            continue
+        if any(all(np.array_equal(img[c], img[k]) for img in images) for k in keep):
+            continue
+        keep.append(c)
+    keep = keep or [0]
+    return None if keep == list(range(channels)) else keep
+
+
+def choose_normalization(images: list[np.ndarray]) -> dict[str, Any]:
+    """Fixed dataset percentiles when images share an intensity range, else per-image percentiles."""
+    ranges = []
+    for img in images:
+        lo, hi = np.percentile(img.reshape(img.shape[0], -1).astype(np.float32), (1.0, 99.8), axis=1)
+        ranges.append(np.maximum(hi - lo, 1e-6))
+    ranges = np.stack(ranges)
+    if float((ranges.max(0) / ranges.min(0)).max()) > 2.0:
+        return {"mode": "per_image", "percentiles": [1.0, 99.8]}
+    low, high = dataset_percentiles(images)
+    return {"mode": "dataset", "percentiles": [1.0, 99.8], "low": low, "high": high}
+
+
+def choose_patch(sizes: list[tuple[int, ...]], cap: int = 256) -> list[int]:
+    smallest = np.min(np.array(sizes), axis=0)
+    return [int(max(32, min(cap, (s // 16) * 16))) for s in smallest]
+
+
+def choose_batch(patch: list[int], in_channels: int, widths: list[int], memory_fraction: float = 0.25) -> int:
+    """A batch whose training activations (rough bound: 12 floats per feature-map element) fit the budget."""
+    pixels = float(np.prod(patch))
+    per_sample = sum(12 * 4 * w * pixels / (2 ** (len(patch) * level)) for level, w in enumerate(widths))
+    per_sample += 4 * in_channels * pixels
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2**30
+    return int(np.clip(memory_fraction * total // per_sample, 1, 8))
+
+
+def infer_config(data_dir: str | Path, name: str | None = None, sample_images: int = 20) -> dict[str, Any]:
+    """The resolved experiment (as a dict) that suits the dataset in ``data_dir``."""
+    data_dir = Path(data_dir).resolve()
+    index = discover(data_dir)
+    report = check_dataset(index)
+    if not index.samples:
+        raise BiosegError(f"{data_dir} holds no image/mask pairs")
+    summary = report.summary
+    classes, mask_values = infer_classes(summary["mask_values"])
+    step = max(1, len(index.samples) // sample_images)
+    images = [read_image(s.image) for s in index.samples[::step][:sample_images]]
+    channels = informative_channels(images)
+    picked = [img[channels] if channels else img for img in images]
+    in_channels = picked[0].shape[0]
+    patch = choose_patch([img.shape[1:] for img in picked])
+    model = config_mod.ModelConfig()
+    raw = {
+        "name": name or data_dir.name,
+        "output_dir": "runs",
+        "data": {
+            "root": str(data_dir),
+            "classes": classes,
+            "mask_values": mask_values,
+            "channels": channels,
+            "in_channels": in_channels,
+            "normalization": choose_normalization(picked),
+            "patch_size": patch,
+            "batch_size": choose_batch(patch, in_channels, model.widths),
+        },
+    }
+    return config_mod.to_dict(config_mod.from_dict(raw, source=str(data_dir)))
+
+
+def write_config(cfg: dict[str, Any], path: str | Path, header: str = "") -> Path:
+    """YAML with a comment above each section (every default written out)."""
+    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    for key, value in cfg.items():
+        if key in SECTION_COMMENTS:
+            lines.append(f"\n# {SECTION_COMMENTS[key]}")
+        lines.append(yaml.safe_dump({key: value}, sort_keys=False).rstrip())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).lstrip() + "\n")
+    return path
