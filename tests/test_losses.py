@@ -1,0 +1,535 @@
+"""Losses: functional terms against PyTorch/MONAI references, invariants, registry and composite."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss, FocalLoss, TverskyLoss
+
+from bioseg.config import HeadConfig, LossTerm, from_dict
+from bioseg.errors import BiosegError
+from bioseg.losses import (
+    LOSSES,
+    CompositeLoss,
+    HeadLoss,
+    bce_loss,
+    build_loss,
+    build_term,
+    ce_loss,
+    focal_loss,
+    iou_loss,
+    soft_dice_loss,
+    tversky_loss,
+)
+
+SPATIAL = {2: (17, 18), 3: (7, 8, 9)}
+TOL = {"rtol": 1e-5, "atol": 1e-6}
+
+
+def binary_batch(spatial_dims: int, seed: int = 0, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, 1, *SPATIAL[spatial_dims])
+    logits = torch.randn(shape, generator=g) * 2
+    target = (torch.rand(shape, generator=g) > 0.6).float()
+    return logits, target
+
+
+def multiclass_batch(
+    spatial_dims: int, classes: int = 3, seed: int = 0, n: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn((n, classes, *SPATIAL[spatial_dims]), generator=g) * 2
+    target = torch.randint(0, classes, (n, *SPATIAL[spatial_dims]), generator=g)
+    return logits, target
+
+
+def pixel_weight(target_like: torch.Tensor, seed: int = 1) -> torch.Tensor:
+    """Random non-negative weights ``(N, 1, *spatial)`` with some exact zeros."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (target_like.shape[0], 1, *target_like.shape[-len(target_like.shape) + 2 :])
+    w = torch.rand(shape, generator=g) * 3
+    return w * (torch.rand(shape, generator=g) > 0.2)
+
+
+# --- pixel-wise terms against PyTorch ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("pos_weight", [None, 3.0])
+def test_bce_matches_torch(spatial_dims: int, pos_weight: float | None) -> None:
+    logits, target = binary_batch(spatial_dims)
+    pw = None if pos_weight is None else torch.tensor([pos_weight])
+    ref = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+    torch.testing.assert_close(bce_loss(logits, target, pos_weight=pos_weight), ref, **TOL)
+    # the registered term gives the same value
+    term = build_term("bce", "binary", **({} if pos_weight is None else {"pos_weight": pos_weight}))
+    torch.testing.assert_close(term(logits, target), ref, **TOL)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_bce_pixel_weight_is_weighted_mean(spatial_dims: int) -> None:
+    logits, target = binary_batch(spatial_dims)
+    w = pixel_weight(logits)
+    ref = F.binary_cross_entropy_with_logits(logits, target, weight=w, reduction="sum") / w.sum()
+    torch.testing.assert_close(bce_loss(logits, target, weight=w), ref, **TOL)
+    # a 0/1 weight is the same as keeping only the selected pixels
+    keep = w > 0
+    ref_sel = F.binary_cross_entropy_with_logits(logits[keep], target[keep])
+    torch.testing.assert_close(bce_loss(logits, target, weight=keep.float()), ref_sel, **TOL)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"class_weights": [0.2, 1.0, 3.0]},
+        {"ignore_index": 255},
+        {"class_weights": [0.5, 2.0, 1.0], "ignore_index": 1, "label_smoothing": 0.1},
+    ],
+)
+def test_ce_matches_torch(spatial_dims: int, kwargs: dict) -> None:
+    logits, target = multiclass_batch(spatial_dims)
+    if kwargs.get("ignore_index") == 255:
+        target = target.clone()
+        target[:, :3] = 255  # ignored label outside [0, C)
+    ref = F.cross_entropy(
+        logits,
+        target,
+        weight=torch.tensor(kwargs["class_weights"]) if "class_weights" in kwargs else None,
+        ignore_index=kwargs.get("ignore_index", -100),
+        label_smoothing=kwargs.get("label_smoothing", 0.0),
+    )
+    torch.testing.assert_close(ce_loss(logits, target, **kwargs), ref, **TOL)
+    torch.testing.assert_close(build_term("ce", "multiclass", **kwargs)(logits, target), ref, **TOL)
+    # a channel axis on the target is accepted
+    torch.testing.assert_close(ce_loss(logits, target.unsqueeze(1), **kwargs), ref, **TOL)
+
+
+def test_ce_pixel_weight_zero_equals_ignore_index() -> None:
+    logits, target = multiclass_batch(2)
+    target = target.clone()
+    target[0, 4:9] = 7
+    keep = (target != 7).unsqueeze(1).float()
+    cw = [1.0, 2.0, 0.5]
+    by_index = ce_loss(logits, target, class_weights=cw, ignore_index=7)
+    by_weight = ce_loss(logits, torch.where(target == 7, 0, target), weight=keep, class_weights=cw)
+    torch.testing.assert_close(by_index, by_weight, **TOL)
+
+
+# --- focal against MONAI ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_focal_binary_matches_monai(spatial_dims: int, alpha: float | None, gamma: float) -> None:
+    logits, target = binary_batch(spatial_dims)
+    ref = FocalLoss(gamma=gamma, alpha=alpha, use_softmax=False)(logits, target)
+    torch.testing.assert_close(
+        focal_loss(logits, target, multiclass=False, alpha=alpha, gamma=gamma), ref, **TOL
+    )
+    if gamma == 0.0 and alpha is None:  # focal without focusing is BCE
+        torch.testing.assert_close(ref, bce_loss(logits, target), **TOL)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("alpha", [None, 0.25, [0.2, 0.3, 0.5]])
+def test_focal_multiclass_matches_monai(spatial_dims: int, alpha: float | list | None) -> None:
+    logits, target = multiclass_batch(spatial_dims)
+    ref = FocalLoss(gamma=2.0, alpha=alpha, use_softmax=True, to_onehot_y=True)(logits, target.unsqueeze(1))
+    ours = focal_loss(logits, target, multiclass=True, alpha=alpha, gamma=2.0)
+    # MONAI averages over the class axis too: its value is ours / C
+    torch.testing.assert_close(ours, ref * logits.shape[1], **TOL)
+
+
+def test_focal_multiclass_without_focusing_is_ce() -> None:
+    logits, target = multiclass_batch(3)
+    w = pixel_weight(logits)
+    torch.testing.assert_close(
+        focal_loss(logits, target, multiclass=True, gamma=0.0, weight=w),
+        ce_loss(logits, target, weight=w),
+        **TOL,
+    )
+
+
+# --- region terms against MONAI ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_dice_binary_matches_monai(spatial_dims: int) -> None:
+    logits, target = binary_batch(spatial_dims)
+    ref = DiceLoss(sigmoid=True, batch=True)(logits, target)
+    torch.testing.assert_close(soft_dice_loss(logits, target, multiclass=False), ref, **TOL)
+    torch.testing.assert_close(build_term("dice", "binary")(logits, target), ref, **TOL)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_dice_multiclass_matches_monai(spatial_dims: int, include_background: bool) -> None:
+    logits, target = multiclass_batch(spatial_dims, classes=4)
+    y = target.unsqueeze(1)
+    ref = DiceLoss(softmax=True, to_onehot_y=True, batch=True, include_background=include_background)(
+        logits, y
+    )
+    ours = soft_dice_loss(logits, target, multiclass=True, include_background=include_background)
+    torch.testing.assert_close(ours, ref, **TOL)
+
+
+def test_dice_class_weights_are_a_weighted_class_mean() -> None:
+    logits, target = multiclass_batch(2, classes=3)
+    cw = [0.5, 1.0, 2.5]
+    # MONAI multiplies per-class losses by the weights then takes a plain mean; ours is normalised
+    ref = DiceLoss(softmax=True, to_onehot_y=True, batch=True, weight=cw)(logits, target.unsqueeze(1))
+    ours = soft_dice_loss(logits, target, multiclass=True, class_weights=cw)
+    torch.testing.assert_close(ours, ref * len(cw) / sum(cw), **TOL)
+    term = build_term("dice", "multiclass", class_weights=cw)
+    torch.testing.assert_close(term(logits, target), ours, **TOL)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("multiclass", [False, True])
+def test_tversky_matches_monai(spatial_dims: int, multiclass: bool) -> None:
+    alpha, beta = 0.3, 0.7
+    if multiclass:
+        logits, target = multiclass_batch(spatial_dims)
+        ref = TverskyLoss(softmax=True, to_onehot_y=True, batch=True, alpha=alpha, beta=beta)(
+            logits, target.unsqueeze(1)
+        )
+    else:
+        logits, target = binary_batch(spatial_dims)
+        ref = TverskyLoss(sigmoid=True, batch=True, alpha=alpha, beta=beta)(logits, target)
+    ours = tversky_loss(logits, target, multiclass=multiclass, alpha=alpha, beta=beta)
+    torch.testing.assert_close(ours, ref, **TOL)
+    head = "multiclass" if multiclass else "binary"
+    term = build_term("tversky", head, alpha=alpha, beta=beta)
+    torch.testing.assert_close(term(logits, target), ref, **TOL)
+
+
+@pytest.mark.parametrize("multiclass", [False, True])
+def test_iou_matches_monai_jaccard_and_special_cases(multiclass: bool) -> None:
+    if multiclass:
+        logits, target = multiclass_batch(3)
+        ref = DiceLoss(softmax=True, to_onehot_y=True, batch=True, jaccard=True, smooth_nr=0, smooth_dr=0)(
+            logits, target.unsqueeze(1)
+        )
+    else:
+        logits, target = binary_batch(3)
+        ref = DiceLoss(sigmoid=True, batch=True, jaccard=True, smooth_nr=0, smooth_dr=0)(logits, target)
+    torch.testing.assert_close(iou_loss(logits, target, multiclass=multiclass, smooth=0.0), ref, **TOL)
+    iou = iou_loss(logits, target, multiclass=multiclass)
+    dice = soft_dice_loss(logits, target, multiclass=multiclass)
+    # Tversky(1, 1) is Jaccard, Tversky(0.5, 0.5) is Dice; IoU = D / (2 - D) in score terms
+    torch.testing.assert_close(
+        tversky_loss(logits, target, multiclass=multiclass, alpha=1, beta=1), iou, **TOL
+    )
+    torch.testing.assert_close(tversky_loss(logits, target, multiclass=multiclass), dice, **TOL)
+    if not multiclass:
+        d = 1 - dice
+        torch.testing.assert_close(1 - iou, d / (2 - d), rtol=1e-4, atol=1e-5)
+
+
+# --- invariants ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_perfect_prediction_gives_zero_region_loss(spatial_dims: int) -> None:
+    _, target = binary_batch(spatial_dims)
+    logits = 30.0 * (2 * target - 1)
+    for fn in (soft_dice_loss, iou_loss, tversky_loss):
+        assert float(fn(logits, target, multiclass=False)) < 1e-6
+    # a wrong prediction is far from zero
+    assert float(soft_dice_loss(-logits, target, multiclass=False)) > 0.99
+
+    logits_mc, labels = multiclass_batch(spatial_dims, classes=3)
+    perfect = 30.0 * F.one_hot(labels, 3).movedim(-1, 1).float()
+    for fn in (soft_dice_loss, iou_loss, tversky_loss):
+        assert float(fn(perfect, labels, multiclass=True)) < 1e-6
+    assert float(soft_dice_loss(logits_mc, labels, multiclass=True)) > 0.2
+
+
+ALL_TERMS = [
+    ("bce", "binary"),
+    ("dice", "binary"),
+    ("focal", "binary"),
+    ("iou", "binary"),
+    ("tversky", "binary"),
+    ("ce", "multiclass"),
+    ("dice", "multiclass"),
+    ("focal", "multiclass"),
+    ("iou", "multiclass"),
+    ("tversky", "multiclass"),
+]
+
+
+def _batch(head: str, spatial_dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return binary_batch(spatial_dims) if head == "binary" else multiclass_batch(spatial_dims)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize(("name", "head"), ALL_TERMS)
+def test_all_zero_weight_gives_zero_loss_and_zero_gradient(name: str, head: str, spatial_dims: int) -> None:
+    logits, target = _batch(head, spatial_dims)
+    logits.requires_grad_(True)
+    weight = torch.zeros((logits.shape[0], 1, *logits.shape[2:]))
+    loss = build_term(name, head)(logits, target, weight)
+    assert torch.isfinite(loss) and loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and float(logits.grad.abs().max()) == 0.0
+
+
+@pytest.mark.parametrize(("name", "head"), ALL_TERMS)
+def test_zero_weight_on_a_sample_equals_leaving_it_out(name: str, head: str) -> None:
+    logits, target = _batch(head, 3)
+    weight = torch.ones((2, 1, *logits.shape[2:]))
+    weight[1] = 0.0  # the second sample lacks a mask
+    term = build_term(name, head)
+    torch.testing.assert_close(term(logits, target, weight), term(logits[:1], target[:1]), **TOL)
+
+
+@pytest.mark.parametrize(("name", "head"), ALL_TERMS)
+def test_gradients_are_finite_for_saturated_logits(name: str, head: str) -> None:
+    logits, target = _batch(head, 2)
+    logits = (logits.sign() * 200.0).requires_grad_(True)  # probabilities round to exactly 0 or 1
+    w = pixel_weight(logits)
+    kwargs = {"gamma": 0.5} if name == "focal" else {}
+    loss = build_term(name, head, **kwargs)(logits, target, w)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize(("name", "head"), ALL_TERMS)
+def test_bf16_logits_are_computed_in_float32(name: str, head: str) -> None:
+    logits, target = _batch(head, 2)
+    term = build_term(name, head)
+    low = term(logits.bfloat16(), target)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, term(logits.bfloat16().float(), target))
+
+
+def test_ignore_index_in_region_terms_equals_zero_weight() -> None:
+    logits, target = multiclass_batch(2)
+    labelled = target.clone()
+    labelled[:, 5:9] = 255
+    keep = (labelled != 255).unsqueeze(1).float()
+    for name in ("dice", "iou", "tversky", "focal"):
+        by_index = build_term(name, "multiclass", ignore_index=255)(logits, labelled)
+        by_weight = build_term(name, "multiclass")(logits, target, keep)
+        torch.testing.assert_close(by_index, by_weight, **TOL)
+
+
+def test_soft_binary_targets_are_accepted() -> None:
+    logits, _ = binary_batch(2)
+    soft = torch.sigmoid(logits.detach() * 0.3)
+    ref = F.binary_cross_entropy_with_logits(logits, soft)
+    torch.testing.assert_close(bce_loss(logits, soft), ref, **TOL)
+    assert torch.isfinite(soft_dice_loss(logits, soft, multiclass=False))
+
+
+# --- registry and argument checks --------------------------------------------------------------------
+
+
+def test_registry_names_and_alias() -> None:
+    assert {"bce", "ce", "dice", "focal", "iou", "jaccard", "tversky"} <= set(LOSSES.names())
+    assert LOSSES.get("jaccard") is LOSSES.get("iou")
+    with pytest.raises(BiosegError, match="Did you mean 'dice'"):
+        LOSSES.get("dise")
+
+
+def test_unknown_kwarg_names_loss_key_valid_keys_and_suggestion() -> None:
+    with pytest.raises(BiosegError) as err:
+        build_term("bce", "binary", pos_weigth=2.0)
+    msg = str(err.value)
+    assert (
+        "'bce'" in msg
+        and "'pos_weigth'" in msg
+        and "pos_weight" in msg
+        and "Did you mean 'pos_weight'" in msg
+    )
+    with pytest.raises(BiosegError, match="valid options: alpha, beta, class_weights"):
+        build_term("tversky", "multiclass", gama=2)
+
+
+@pytest.mark.parametrize(("name", "head", "instead"), [("ce", "binary", "bce"), ("bce", "multiclass", "ce")])
+def test_wrong_head_type_says_what_to_use(name: str, head: str, instead: str) -> None:
+    with pytest.raises(BiosegError, match=f"does not fit a {head} head; use '{instead}' instead"):
+        build_term(name, head)
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "kwargs", "pattern"),
+    [
+        ("dice", "binary", {"class_weights": [1, 2]}, "applies to multiclass heads only"),
+        ("focal", "binary", {"alpha": [0.2, 0.8]}, "one number in"),
+        ("focal", "multiclass", {"gamma": -1}, "'gamma' must be >= 0"),
+        ("ce", "multiclass", {"label_smoothing": "a"}, "'label_smoothing' must be a number"),
+        ("ce", "multiclass", {"class_weights": [-1, 1]}, r"'class_weights\[0\]' must be >= 0"),
+        ("dice", "multiclass", {"smooth": 0}, "'smooth' must be > 0"),
+        ("bce", "binary", {"pos_weight": 0}, "'pos_weight' must be > 0"),
+        ("dice", "gray", {}, "unknown head type 'gray'"),
+    ],
+)
+def test_bad_values_raise_biosegerror(name: str, head: str, kwargs: dict, pattern: str) -> None:
+    with pytest.raises(BiosegError, match=pattern):
+        build_term(name, head, **kwargs)
+
+
+def test_class_weights_length_checked_against_logits() -> None:
+    logits, target = multiclass_batch(2, classes=3)
+    with pytest.raises(BiosegError, match="class_weights has 2 values but the head has 3 classes"):
+        build_term("ce", "multiclass", class_weights=[1.0, 2.0])(logits, target)
+
+
+def test_bad_inputs_raise_biosegerror() -> None:
+    logits, target = binary_batch(2)
+    with pytest.raises(BiosegError, match=r"values in \[0, 1\]"):
+        bce_loss(logits, target * 255)
+    with pytest.raises(BiosegError, match="shape"):
+        bce_loss(logits, target[..., :-1])
+    with pytest.raises(BiosegError, match="binary head needs logits with 1 channel"):
+        soft_dice_loss(torch.cat([logits, logits], 1), target, multiclass=False)
+    mc_logits, labels = multiclass_batch(2)
+    with pytest.raises(BiosegError, match="set ignore_index"):
+        ce_loss(mc_logits, labels + 1)
+    with pytest.raises(BiosegError, match="integer class indices"):
+        ce_loss(mc_logits, labels.float())
+    with pytest.raises(BiosegError, match="negative"):
+        ce_loss(mc_logits, labels, weight=-torch.ones(2, 1, *SPATIAL[2]))
+
+
+def test_class_weight_buffers_follow_module_but_not_state_dict() -> None:
+    term = build_term("ce", "multiclass", class_weights=[1.0, 2.0, 3.0])
+    assert term.state_dict() == {}
+    term = term.double()
+    assert term.class_weights.dtype == torch.float64
+    logits, target = multiclass_batch(2)
+    torch.testing.assert_close(term(logits, target), ce_loss(logits, target, class_weights=[1.0, 2.0, 3.0]))
+
+
+# --- composite ----------------------------------------------------------------------------------------
+
+
+def test_head_loss_sums_weighted_terms_and_reports_parts() -> None:
+    logits, target = binary_batch(2)
+    w = pixel_weight(logits)
+    head = HeadLoss(
+        "binary", [("bce", 0.3, {"pos_weight": 2.0}), ("dice", 0.7, {}), ("dice", 1.5, {"smooth": 1.0})]
+    )
+    total, parts = head(logits, target, w)
+    bce = bce_loss(logits, target, w, pos_weight=2.0)
+    dice = soft_dice_loss(logits, target, multiclass=False, weight=w)
+    dice_smooth = soft_dice_loss(logits, target, multiclass=False, weight=w, smooth=1.0)
+    assert list(parts) == ["bce", "dice", "dice_2"]
+    torch.testing.assert_close(parts["bce"], bce)
+    torch.testing.assert_close(parts["dice_2"], dice_smooth)
+    torch.testing.assert_close(total, 0.3 * bce + 0.7 * dice + 1.5 * dice_smooth)
+    assert not parts["bce"].requires_grad
+
+
+def _two_heads() -> dict[str, HeadConfig]:
+    return {
+        "fg": HeadConfig(
+            type="binary", weight=2.0, loss=[LossTerm(name="bce", weight=0.5), LossTerm(name="dice")]
+        ),
+        "cls": HeadConfig(
+            type="multiclass",
+            classes=3,
+            weight=0.5,
+            loss=[
+                LossTerm(name="ce", weight=1.0, class_weights=[1, 2, 3]),
+                LossTerm(name="jaccard", weight=0.2),
+            ],
+        ),
+    }
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_composite_sums_heads_with_weights(spatial_dims: int) -> None:
+    fg_logits, fg_target = binary_batch(spatial_dims)
+    cls_logits, cls_target = multiclass_batch(spatial_dims, seed=3)
+    w = pixel_weight(fg_logits)
+    loss = build_loss(_two_heads())
+    total, logs = loss({"fg": fg_logits, "cls": cls_logits}, {"fg": fg_target, "cls": cls_target}, {"fg": w})
+    fg = 0.5 * bce_loss(fg_logits, fg_target, w) + soft_dice_loss(
+        fg_logits, fg_target, multiclass=False, weight=w
+    )
+    cls = ce_loss(cls_logits, cls_target, class_weights=[1, 2, 3]) + 0.2 * iou_loss(
+        cls_logits, cls_target, multiclass=True
+    )
+    torch.testing.assert_close(total, 2.0 * fg + 0.5 * cls)
+    assert set(logs) == {"fg/bce", "fg/dice", "fg/total", "cls/ce", "cls/jaccard", "cls/total"}
+    torch.testing.assert_close(logs["fg/total"], fg)
+    torch.testing.assert_close(logs["cls/ce"], ce_loss(cls_logits, cls_target, class_weights=[1, 2, 3]))
+
+
+def test_composite_head_without_target_contributes_nothing() -> None:
+    fg_logits, fg_target = binary_batch(2)
+    cls_logits, _ = multiclass_batch(2)
+    fg_logits.requires_grad_(True)
+    cls_logits.requires_grad_(True)
+    loss = CompositeLoss(_two_heads())
+    total, logs = loss({"fg": fg_logits, "cls": cls_logits}, {"fg": fg_target, "unused": fg_target})
+    expected = 2.0 * (
+        0.5 * bce_loss(fg_logits, fg_target) + soft_dice_loss(fg_logits, fg_target, multiclass=False)
+    )
+    torch.testing.assert_close(total, expected)
+    assert not any(k.startswith("cls/") for k in logs)
+    total.backward()
+    assert cls_logits.grad is not None and float(cls_logits.grad.abs().max()) == 0.0
+    assert float(fg_logits.grad.abs().max()) > 0
+
+    # no targets at all: a zero loss that can still be back-propagated
+    fresh = cls_logits.detach().clone().requires_grad_(True)
+    total, logs = loss({"fg": fg_logits.detach(), "cls": fresh}, {})
+    assert total.item() == 0.0 and logs == {}
+    total.backward()
+
+
+def test_composite_from_experiment_config_defaults() -> None:
+    cfg = from_dict(
+        {
+            "data": {"root": "data", "classes": ["bg", "a", "b"]},
+            "heads": {"mask": {"type": "multiclass", "classes": 3}, "fg": {"type": "binary"}},
+        }
+    )
+    loss = build_loss(cfg.heads)
+    _, labels = multiclass_batch(2)
+    mc_logits, _ = multiclass_batch(2, seed=5)
+    b_logits, b_target = binary_batch(2)
+    total, logs = loss({"mask": mc_logits, "fg": b_logits}, {"mask": labels, "fg": b_target})
+    assert set(logs) == {"mask/ce", "mask/dice", "mask/total", "fg/bce", "fg/dice", "fg/total"}
+    torch.testing.assert_close(total, logs["mask/total"] + logs["fg/total"])
+    # plain mappings work too, with loss: None meaning the default
+    loss2 = build_loss({"fg": {"type": "binary", "loss": None}})
+    total2, _ = loss2({"fg": b_logits}, {"fg": b_target})
+    torch.testing.assert_close(total2, logs["fg/total"])
+
+
+def test_composite_errors_are_helpful() -> None:
+    with pytest.raises(BiosegError, match="head 'fg': loss 'ce' does not fit a binary head; use 'bce'"):
+        build_loss({"fg": HeadConfig(type="binary", loss=[LossTerm(name="ce")])})
+    with pytest.raises(BiosegError, match="head 'fg': loss 'dice' has no option 'smoth'"):
+        build_loss({"fg": HeadConfig(type="binary", loss=[LossTerm(name="dice", smoth=1.0)])})
+    with pytest.raises(BiosegError, match="at least one loss term"):
+        build_loss({"fg": HeadConfig(type="binary", loss=[])})
+    loss = build_loss(_two_heads())
+    logits, target = binary_batch(2)
+    with pytest.raises(BiosegError, match="model outputs only fg"):
+        loss({"fg": logits}, {"fg": target, "cls": target.long().squeeze(1)})
+
+
+def test_composite_loss_decreases_when_optimised() -> None:
+    _, target = binary_batch(2)
+    logits = torch.zeros_like(target, requires_grad=True)
+    loss = build_loss({"mask": HeadConfig(type="binary")})
+    opt = torch.optim.Adam([logits], lr=0.5)
+    first = None
+    for _ in range(15):
+        opt.zero_grad()
+        total, _ = loss({"mask": logits}, {"mask": target})
+        first = total.item() if first is None else first
+        total.backward()
+        opt.step()
+    assert total.item() < 0.1 * first
