@@ -64,8 +64,11 @@ def split(
     val_split: float = typer.Option(0.15, help="validation fraction when --folds 1"),
     stratified: bool = typer.Option(False, help="balance the presence of each class"),
     seed: int = typer.Option(0, help="random seed (same seed, same split)"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="folder for the split files (default DATA_DIR/splits; set data.splits_dir to it)"
+    ),
 ) -> None:
-    """Write deterministic split files under DATA_DIR/splits/."""
+    """Write deterministic split files under DATA_DIR/splits/ (or --output)."""
     from bioseg.data.layouts import discover
     from bioseg.data.splits import make_splits
     from bioseg.data.validate import check_dataset
@@ -74,7 +77,7 @@ def split(
     presence = check_dataset(index).summary.get("class_presence") if stratified else None
     out = make_splits(
         index, folds=folds, test_split=test_split, val_split=val_split, stratified=stratified, seed=seed,
-        class_presence=presence,
+        class_presence=presence, out_dir=output,
     )
     typer.echo(f"wrote splits to {out}")
 
