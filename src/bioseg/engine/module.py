@@ -67,8 +67,8 @@ class SegmentationModule(L.LightningModule):
             self._stop_on_nan(total)
         n = batch["image"].shape[0]
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
-        for key, value in parts.items():
-            self.log(f"train/{key}", value, on_step=False, on_epoch=True, batch_size=n)
+        for key, value in parts.items():  # "loss/" first, so that charts put the terms with the losses
+            self.log(f"train/loss/{key}", value, on_step=False, on_epoch=True, batch_size=n)
         return total
 
     def _stop_on_nan(self, loss: torch.Tensor) -> None:
@@ -118,7 +118,8 @@ class SegmentationModule(L.LightningModule):
             classes = self._class_names(name)
             scores = scores_from_confusion(cm.long().cpu(), classes)
             for key, value in scores.items():
-                self.log(f"val/{name}/{key}", value, sync_dist=False)
+                if "/" in key or len(self._confusion) > 1:  # per class always; per-head means when several
+                    self.log(f"val/{name}/{key}", value)
             for key in means:
                 means[key].append(scores[key])
         for key, values in means.items():

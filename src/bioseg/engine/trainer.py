@@ -90,6 +90,9 @@ def train(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*")
+        warnings.filterwarnings("ignore", ".*not supported by the model summary.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
 
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else (last if last.is_file() else None)
