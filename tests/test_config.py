@@ -37,7 +37,10 @@ def test_top_level_loss_is_the_default_for_heads():
     "raw, expected",
     [
         (minimal(trian={}), "unknown key 'trian'. Did you mean 'train'?"),
-        ({"data": {"root": "/d", "batchsize": 2}}, "unknown key 'data.batchsize'. Did you mean 'batch_size'?"),
+        (
+            {"data": {"root": "/d", "batchsize": 2}},
+            "unknown key 'data.batchsize'. Did you mean 'batch_size'?",
+        ),
         (minimal(optim={"lr": -1}), "'optim.lr'"),
         ({}, "missing key 'data'"),
         (minimal(train={"precision": "64"}), "'train.precision'"),
@@ -55,7 +58,9 @@ def test_patch_size_must_match_spatial_dims():
 
 
 def test_overrides_reach_defaults_and_list_items():
-    cfg = config.from_dict(minimal(), overrides=["train.epochs=3", "heads.mask.loss.0.pos_weight=5", "optim.lr=1e-4"])
+    cfg = config.from_dict(
+        minimal(), overrides=["train.epochs=3", "heads.mask.loss.0.pos_weight=5", "optim.lr=1e-4"]
+    )
     assert cfg.train.epochs == 3
     assert cfg.optim.lr == pytest.approx(1e-4)
     assert cfg.heads["mask"].loss[0].kwargs == {"pos_weight": 5}
@@ -76,7 +81,9 @@ def test_load_resolves_paths_relative_to_the_yaml(tmp_path: Path):
 
 
 def test_dump_then_load_round_trips(tmp_path: Path):
-    cfg = config.from_dict(minimal(name="x", output_dir=str(tmp_path / "runs")), overrides=["data.mask_values={255: 1, 0: 0}"])
+    cfg = config.from_dict(
+        minimal(name="x", output_dir=str(tmp_path / "runs")), overrides=["data.mask_values={255: 1, 0: 0}"]
+    )
     config.dump(cfg, tmp_path / "c.yaml")
     again = config.load(tmp_path / "c.yaml")
     assert config.to_dict(again) == config.to_dict(cfg)

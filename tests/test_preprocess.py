@@ -64,7 +64,9 @@ def _samples(spatial):
     return [LoadedSample("a", rng.random((1, *spatial), dtype=np.float32), mask)]
 
 
-@pytest.mark.parametrize("spatial, patch", [((33, 34), (16, 16)), ((17, 18, 19), (8, 8, 8)), ((10, 12), (16, 16))])
+@pytest.mark.parametrize(
+    "spatial, patch", [((33, 34), (16, 16)), ((17, 18, 19), (8, 8, 8)), ((10, 12), (16, 16))]
+)
 def test_patch_dataset_shapes_and_determinism(spatial, patch):
     ds = PatchDataset(_samples(spatial), patch, patches_per_epoch=5, foreground_fraction=0.5, seed=3)
     item = ds[2]

@@ -28,7 +28,9 @@ def _parse_mask_values(text: str | None) -> dict[int, int] | None:
     try:
         return {int(k): int(v) for k, v in (pair.split(":") for pair in text.split(","))}
     except ValueError:
-        raise BiosegError(f"--mask-values '{text}' is not RAW:CLASS pairs; write e.g. --mask-values 0:0,255:1") from None
+        raise BiosegError(
+            f"--mask-values '{text}' is not RAW:CLASS pairs; write e.g. --mask-values 0:0,255:1"
+        ) from None
 
 
 @app.command()
@@ -36,7 +38,9 @@ def check(
     data_dir: Path = typer.Argument(..., help="dataset folder: images/+masks/, train/x+train/y, or a CSV"),
     classes: int | None = typer.Option(None, help="number of classes to check mask values against"),
     mask_values: str | None = typer.Option(None, help="raw→class mapping, e.g. 0:0,255:1"),
-    config: Path | None = typer.Option(None, "--config", "-c", help="take classes and mask_values from a config"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="take classes and mask_values from a config"
+    ),
 ) -> None:
     """Discover a dataset and list every problem before training (exit 0 when usable)."""
     from bioseg.data.layouts import discover
@@ -48,7 +52,12 @@ def check(
         from bioseg import config as config_mod
 
         cfg = config_mod.load(config)
-        classes, mapping, layout, csv = cfg.data.num_classes, cfg.data.mask_values, cfg.data.layout, cfg.data.csv
+        classes, mapping, layout, csv = (
+            cfg.data.num_classes,
+            cfg.data.mask_values,
+            cfg.data.layout,
+            cfg.data.csv,
+        )
     index = discover(data_dir, layout, csv)
     report = check_dataset(index, num_classes=classes, mask_values=mapping, progress=True)
     typer.echo(report.format())
@@ -65,7 +74,10 @@ def split(
     stratified: bool = typer.Option(False, help="balance the presence of each class"),
     seed: int = typer.Option(0, help="random seed (same seed, same split)"),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="folder for the split files (default DATA_DIR/splits; set data.splits_dir to it)"
+        None,
+        "--output",
+        "-o",
+        help="folder for the split files (default DATA_DIR/splits; set data.splits_dir to it)",
     ),
 ) -> None:
     """Write deterministic split files under DATA_DIR/splits/ (or --output)."""
@@ -76,8 +88,14 @@ def split(
     index = discover(data_dir)
     presence = check_dataset(index).summary.get("class_presence") if stratified else None
     out = make_splits(
-        index, folds=folds, test_split=test_split, val_split=val_split, stratified=stratified, seed=seed,
-        class_presence=presence, out_dir=output,
+        index,
+        folds=folds,
+        test_split=test_split,
+        val_split=val_split,
+        stratified=stratified,
+        seed=seed,
+        class_presence=presence,
+        out_dir=output,
     )
     typer.echo(f"wrote splits to {out}")
 
@@ -116,7 +134,9 @@ def train(
 
     result = run_training(config, fold=fold, resume=resume, overrides=overrides, progress=progress)
     score = f"{result.best_score:.4f}" if result.best_score is not None else "n/a"
-    typer.echo(f"run folder: {result.run_dir}\nbest {result.monitor}: {score}\ncharts: {result.run_dir / 'charts'}")
+    typer.echo(
+        f"run folder: {result.run_dir}\nbest {result.monitor}: {score}\ncharts: {result.run_dir / 'charts'}"
+    )
 
 
 @app.command()
@@ -136,8 +156,15 @@ def predict(
 
     patch = [int(v) for v in patch_size.split(",")] if patch_size else None
     written = predict_files(
-        run_dir, inputs, output, progress=progress, threshold=threshold, patch_size=patch, overlap=overlap,
-        batch_size=batch_size, precision=precision,
+        run_dir,
+        inputs,
+        output,
+        progress=progress,
+        threshold=threshold,
+        patch_size=patch,
+        overlap=overlap,
+        batch_size=batch_size,
+        precision=precision,
     )
     typer.echo(f"wrote {len(written)} files to {output}")
 
@@ -147,7 +174,9 @@ def evaluate(
     source: Path = typer.Argument(..., help="a run folder, or a folder of predicted label images"),
     truth: Path | None = typer.Argument(None, help="folder of true masks (when SOURCE holds predictions)"),
     split: str = typer.Option("test", help="split of the run's dataset: train, val or test"),
-    output: Path | None = typer.Option(None, "--output", "-o", help="where metrics.json and per_image.csv go"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="where metrics.json and per_image.csv go"
+    ),
     classes: int | None = typer.Option(None, help="number of classes (folder mode)"),
     mask_values: str | None = typer.Option(None, help="raw→class mapping of the true masks, e.g. 0:0,255:1"),
     progress: bool = typer.Option(True, help="show the progress bar"),
@@ -170,7 +199,9 @@ def evaluate(
 
 @app.command()
 def demo(
-    output: Path = typer.Option(Path("bioseg-demo"), "--output", "-o", help="folder for data, run and predictions"),
+    output: Path = typer.Option(
+        Path("bioseg-demo"), "--output", "-o", help="folder for data, run and predictions"
+    ),
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """The whole job on built-in synthetic cells: check → split → train → predict → evaluate."""

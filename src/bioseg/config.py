@@ -312,7 +312,9 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Experiment:
     except yaml.YAMLError as err:
         raise BiosegError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(raw, dict):
-        raise BiosegError(f"{path} must hold a mapping of sections (data, model, train, …), not {type(raw).__name__}")
+        raise BiosegError(
+            f"{path} must hold a mapping of sections (data, model, train, …), not {type(raw).__name__}"
+        )
     cfg = from_dict(raw, source=str(path), overrides=overrides)
     base = path.parent
     for attr in ("root", "csv", "splits_dir"):
@@ -325,7 +327,10 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Experiment:
 
 
 def to_dict(cfg: Experiment) -> dict[str, Any]:
-    return cfg.model_dump(mode="json")
+    d = cfg.model_dump(mode="json")
+    if d["data"]["mask_values"]:  # JSON mode makes keys strings; YAML keeps the integers users wrote
+        d["data"]["mask_values"] = {int(k): v for k, v in d["data"]["mask_values"].items()}
+    return d
 
 
 def dump(cfg: Experiment, path: str | Path) -> None:

@@ -20,7 +20,9 @@ DEMO_OVERRIDES = [
 ]
 
 
-def run_demo(out_dir: str | Path, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, float]:
+def run_demo(
+    out_dir: str | Path, log: Callable[[str], None] = print, progress: bool = True
+) -> dict[str, float]:
     """Generate data → check → split → init-config → train → predict → evaluate; returns the test scores."""
     from bioseg.data.layouts import discover
     from bioseg.data.splits import make_splits

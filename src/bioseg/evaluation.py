@@ -80,7 +80,9 @@ def evaluate_run(
     by_name = {s.name: s for s in index.samples}
     head = next(iter(cfg.heads))
     classes = cfg.heads[head].classes
-    acc = _Accumulator(classes, d.classes if len(d.classes) == classes else [f"class_{i}" for i in range(classes)])
+    acc = _Accumulator(
+        classes, d.classes if len(d.classes) == classes else [f"class_{i}" for i in range(classes)]
+    )
     run_dir = predictor_run_dir(run)
     out = Path(out_dir) if out_dir else run_dir / "predictions" / split
     for name in tqdm(names, desc=f"evaluating {split}", disable=not progress):
@@ -107,7 +109,8 @@ def evaluate_folders(
     mask_values: dict[int, int] | None = None,
     out_dir: str | Path | None = None,
 ) -> EvalResult:
-    """Score label images in ``pred_dir`` (``<stem>_labels.tif`` or ``<stem>.*``) against masks in ``gt_dir``."""
+    """Score label images in ``pred_dir`` (``<stem>_labels.tif`` or ``<stem>.*``) against the masks
+    in ``gt_dir``."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for folder in (pred_dir, gt_dir):
         if not folder.is_dir():
@@ -128,7 +131,11 @@ def evaluate_folders(
         raise BiosegError(f"{len(missing)} mask(s) in {gt_dir} have no prediction (first: {missing[0]})")
     loaded = []
     for stem in pairs:
-        pred = tifffile.imread(preds[stem]) if preds[stem].suffix.lower() in (".tif", ".tiff") else read_mask(preds[stem])
+        pred = (
+            tifffile.imread(preds[stem])
+            if preds[stem].suffix.lower() in (".tif", ".tiff")
+            else read_mask(preds[stem])
+        )
         truth = read_mask(truths[stem])
         if mask_values:
             truth = map_mask(truth, mask_values, max(mask_values.values()) + 1, str(truths[stem]))
@@ -139,4 +146,6 @@ def evaluate_folders(
         if truth.max() >= n or pred.max() >= n:
             raise BiosegError(f"{stem} holds labels ≥ {n}; pass --classes or --mask-values to map them")
         acc.add(stem, pred, truth)
-    return acc.write(Path(out_dir) if out_dir else pred_dir, {"predictions": str(pred_dir), "truth": str(gt_dir)})
+    return acc.write(
+        Path(out_dir) if out_dir else pred_dir, {"predictions": str(pred_dir), "truth": str(gt_dir)}
+    )

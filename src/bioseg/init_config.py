@@ -20,7 +20,7 @@ SECTION_COMMENTS = {
     "name": "Run name: the run folder is <output_dir>/<name>/fold_<k>/",
     "data": "Dataset, classes, channels, normalisation and patch sampling (inferred from the data)",
     "model": "Network: 'unet' works in 2D and 3D; widths per level",
-    "heads": "One output head per task; type binary (sigmoid) or multiclass (softmax), each with its loss terms",
+    "heads": "One output head per task: binary (sigmoid) or multiclass (softmax), each with its loss terms",
     "train": "Training: epochs, precision (32 | bf16-mixed | 16-mixed), checkpoints on 'monitor'",
     "optim": "Optimiser: adamw | adam | sgd",
     "sched": "Learning-rate schedule: cosine | plateau | onecycle | none (with linear warm-up)",

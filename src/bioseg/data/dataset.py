@@ -93,7 +93,10 @@ class PatchDataset(Dataset):
         spatial = mask.shape
         if len(points) and rng.random() < self.foreground_fraction:
             centre = points[rng.integers(len(points))]
-            start = [int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, self.patch_size, spatial, strict=True)]
+            start = [
+                int(np.clip(c - p // 2, 0, s - p))
+                for c, p, s in zip(centre, self.patch_size, spatial, strict=True)
+            ]
         else:
             start = [int(rng.integers(0, s - p + 1)) for p, s in zip(self.patch_size, spatial, strict=True)]
         window = tuple(slice(a, a + p) for a, p in zip(start, self.patch_size, strict=True))

@@ -41,14 +41,18 @@ class SegmentationModule(L.LightningModule):
         self.cfg = Experiment.model_validate(config)
         self.net = build_network(self.cfg)
         self.loss = build_loss(self.cfg.heads)
-        self.augment = build_augmentation(self.cfg.augment, self.cfg.model.spatial_dims) if self.cfg.augment else None
+        self.augment = (
+            build_augmentation(self.cfg.augment, self.cfg.model.spatial_dims) if self.cfg.augment else None
+        )
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self._confusion: dict[str, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(x)
 
-    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+    def on_after_batch_transfer(
+        self, batch: dict[str, torch.Tensor], dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
         if self.trainer is not None and self.trainer.training and self.augment is not None:
             image, targets = self.augment(batch["image"], {"mask": batch["mask"]}, generator=self.generator)
             batch = {**batch, "image": image, **targets}
@@ -76,7 +80,8 @@ class SegmentationModule(L.LightningModule):
         last = getattr(ckpt, "last_model_path", "") if ckpt is not None else ""
         where = f"last good checkpoint: {last}" if last else "no checkpoint was saved before it"
         raise BiosegError(
-            f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+            f"the training loss became {loss.item()} at step {self.global_step} "
+            f"(epoch {self.current_epoch}); "
             f"{where}. Lower optim.lr or set train.gradient_clip, then resume with --resume"
         )
 
@@ -137,7 +142,9 @@ class SegmentationModule(L.LightningModule):
         o, s = self.cfg.optim, self.cfg.sched
         params = [p for p in self.parameters() if p.requires_grad]
         if o.name == "sgd":
-            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
+            opt = torch.optim.SGD(
+                params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True
+            )
         elif o.name == "adam":
             opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         else:
@@ -154,12 +161,15 @@ class SegmentationModule(L.LightningModule):
         else:
             warmup = int(s.warmup_epochs * steps_per_epoch)
             floor = s.min_lr / o.lr
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_then(warmup, total, s.name == "cosine", floor))
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, warmup_then(warmup, total, s.name == "cosine", floor)
+            )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def warmup_then(warmup: int, total: int, cosine: bool, floor: float):
-    """LR factor per step: linear warm-up over ``warmup`` steps, then cosine decay to ``floor`` (or constant)."""
+    """LR factor per step: linear warm-up over ``warmup`` steps, then cosine decay to ``floor``
+    (or constant)."""
 
     def factor(step: int) -> float:
         if step < warmup:

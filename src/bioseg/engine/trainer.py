@@ -37,7 +37,9 @@ class TrainResult:
         return self.run_dir / "model"
 
 
-def as_experiment(config: Experiment | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> Experiment:
+def as_experiment(
+    config: Experiment | dict[str, Any] | str | Path, overrides: list[str] | None = None
+) -> Experiment:
     if isinstance(config, Experiment):
         return config_mod.from_dict(config_mod.to_dict(config), overrides=overrides) if overrides else config
     if isinstance(config, dict):
@@ -53,7 +55,8 @@ def checked_data(cfg: Experiment):
     if not report.ok:
         listing = "\n".join(f"  - {p}" for p in report.problems)
         raise BiosegError(
-            f"{d.root} has {len(report.problems)} problem(s); fix them (see 'bioseg check {d.root}'):\n{listing}"
+            f"{d.root} has {len(report.problems)} problem(s); fix them "
+            f"(see 'bioseg check {d.root}'):\n{listing}"
         )
     split = load_split(d.splits_dir or Path(d.root) / "splits", d.fold)
     return index, split
@@ -77,7 +80,8 @@ def train(
         raise BiosegError(f"--resume: {last} does not exist; train without --resume to start this run")
     if not resume and last.is_file():
         raise BiosegError(
-            f"{run_dir} already holds a run: add --resume to continue it, or pick another name (--set name=NEW)"
+            f"{run_dir} already holds a run: add --resume to continue it, "
+            "or pick another name (--set name=NEW)"
         )
     index, split = checked_data(cfg)
 
@@ -86,7 +90,9 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = SegmentationDataModule(cfg, index, split)
     module = SegmentationModule(config_mod.to_dict(cfg))
-    trainer, checkpoint, monitor = build_trainer(cfg, run_dir, has_val=bool(split.get("val")), progress=progress)
+    trainer, checkpoint, monitor = build_trainer(
+        cfg, run_dir, has_val=bool(split.get("val")), progress=progress
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
@@ -95,7 +101,9 @@ def train(
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
 
-    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else (last if last.is_file() else None)
+    best = (
+        Path(checkpoint.best_model_path) if checkpoint.best_model_path else (last if last.is_file() else None)
+    )
     if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
@@ -155,9 +163,8 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
 
 def _logger(run_dir: Path):
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         import tensorboard  # noqa: F401  (optional: TensorBoard logs only when it is installed)
+        from lightning.pytorch.loggers import TensorBoardLogger
     except ImportError:
         return False
     return TensorBoardLogger(save_dir=str(run_dir), name="logs", version="", default_hp_metric=False)

@@ -19,7 +19,9 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            found = sorted(
+                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
             if not found:
                 raise BiosegError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             files += found

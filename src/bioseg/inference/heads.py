@@ -12,7 +12,9 @@ def activate(logits: torch.Tensor, head_type: str, channel_dim: int = 0) -> torc
     return torch.softmax(logits.float(), dim=channel_dim)
 
 
-def to_labels(probs: torch.Tensor, head_type: str, threshold: float = 0.5, channel_dim: int = 0) -> torch.Tensor:
+def to_labels(
+    probs: torch.Tensor, head_type: str, threshold: float = 0.5, channel_dim: int = 0
+) -> torch.Tensor:
     """Probabilities → class indices (int64) with the channel axis removed."""
     if head_type == "binary":
         return (probs.squeeze(channel_dim) > threshold).long()
