@@ -1,12 +1,27 @@
-"""Image input/output: read by suffix into channels-first numpy arrays, write TIFF and PNG."""
+"""Image input/output: read by suffix into channels-first numpy arrays with axes and voxel size;
+write TIFF, PNG and OME-Zarr. OME-Zarr needs ``bioseg[zarr]``, HDF5 needs ``bioseg[hdf5]``."""
 
 from bioseg.io.images import (
+    CONTAINER_SUFFIXES,
     IMAGE_SUFFIXES,
     ImageReadError,
     read_image,
     read_mask,
+    read_voxel_size,
     write_png,
     write_tiff,
 )
+from bioseg.io.zarr_io import read_ome_zarr_labels, write_ome_zarr
 
-__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "read_image", "read_mask", "write_png", "write_tiff"]
+__all__ = [
+    "CONTAINER_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "ImageReadError",
+    "read_image",
+    "read_mask",
+    "read_ome_zarr_labels",
+    "read_voxel_size",
+    "write_ome_zarr",
+    "write_png",
+    "write_tiff",
+]
