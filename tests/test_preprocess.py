@@ -61,7 +61,7 @@ def _samples(spatial):
     rng = np.random.default_rng(1)
     mask = np.zeros(spatial, np.int64)
     mask[(slice(2, 5),) * len(spatial)] = 1
-    return [LoadedSample("a", rng.random((1, *spatial), dtype=np.float32), mask)]
+    return [LoadedSample("a", rng.random((1, *spatial), dtype=np.float32), {"mask": mask})]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ def _samples(spatial):
 def test_patch_dataset_shapes_and_determinism(spatial, patch):
     ds = PatchDataset(_samples(spatial), patch, patches_per_epoch=5, foreground_fraction=0.5, seed=3)
     item = ds[2]
-    assert item["image"].shape == (1, *patch) and item["mask"].shape == (1, *patch)
+    assert item["image"].shape == (1, *patch) and item["target/mask"].shape == (1, *patch)
     assert np.array_equal(ds[2]["image"], item["image"])
     if all(s > p for s, p in zip(spatial, patch, strict=True)):  # else only one crop exists
         ds.set_epoch(1)
@@ -79,4 +79,4 @@ def test_patch_dataset_shapes_and_determinism(spatial, patch):
 
 def test_foreground_fraction_one_centres_on_objects():
     ds = PatchDataset(_samples((64, 64)), (8, 8), patches_per_epoch=20, foreground_fraction=1.0, seed=0)
-    assert all(ds[i]["mask"].sum() > 0 for i in range(20))
+    assert all(ds[i]["target/mask"].sum() > 0 for i in range(20))

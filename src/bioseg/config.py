@@ -42,6 +42,11 @@ class Normalization(Section):
 
 class DataConfig(Section):
     root: Path = Field(description="dataset folder (pairs, x/y or CSV layout)")
+    labels: Literal["semantic", "instance"] = Field(
+        default="semantic", description="masks hold class indices, or instance ids (0 = background, 1..N objects)"
+    )
+    axes: str | None = Field(default=None, description="axes of files without metadata, e.g. ZCYX")
+    voxel_size: list[float] | None = Field(default=None, description="(z, y, x) or (y, x); None: from the files")
     layout: Literal["auto", "pairs", "xy", "csv"] = "auto"
     csv: Path | None = Field(default=None, description="CSV with columns image,mask (layout csv)")
     classes: list[str] = Field(default_factory=lambda: ["background", "foreground"])
@@ -58,6 +63,7 @@ class DataConfig(Section):
     patches_per_epoch: int = Field(default=256, ge=1, description="random patches drawn per epoch")
     foreground_fraction: float = Field(default=0.5, ge=0, le=1, description="patches centred on foreground")
     num_workers: int = Field(default=0, ge=0)
+    patch_set: Path | None = Field(default=None, description="precomputed patches ('bioseg patches') to train on")
 
     @property
     def num_classes(self) -> int:
@@ -79,6 +85,12 @@ class ModelConfig(Section):
     residual: bool = False
     upsample: Literal["transpose", "interp", "pixelshuffle"] = "transpose"
     dropout: float = Field(default=0.0, ge=0, lt=1)
+    pool_sizes: list[list[int]] | None = Field(
+        default=None, description="per level and axis, e.g. [[1,2,2],[2,2,2]] for coarse z; None: 2 everywhere"
+    )
+    init_from: Path | None = Field(
+        default=None, description="start from a run's weights (run folder, .safetensors or .ckpt); first conv adapted"
+    )
 
 
 class LossTerm(Section):
@@ -93,11 +105,40 @@ class LossTerm(Section):
         return dict(self.model_extra or {})
 
 
+class BoundaryOptions(Section):
+    mode: Literal["thick", "inner", "outer"] = "thick"
+    connectivity: Literal[1, 2] = 1
+    width: int = Field(default=1, ge=1)
+
+
+class WeightMapOptions(Section):
+    """U-Net weight map: w = w_c + w0·exp(-(d1 + d2)² / 2σ²); never below the class weight w_c."""
+
+    w0: float = Field(default=10.0, ge=0)
+    sigma: float = Field(default=5.0, gt=0, description="in voxel-size units when a voxel size is known")
+    class_balance: bool = True
+    edges_only: bool = Field(default=False, description="w0 term only on the head's boundary pixels")
+
+
 class HeadConfig(Section):
     type: Literal["binary", "multiclass"] = "binary"
     classes: int = Field(default=2, ge=2, description="classes including background")
+    target: Literal["mask", "foreground", "boundary", "three_class"] = Field(
+        default="mask",
+        description="mask: the class mask; foreground, boundary, three_class (bg/interior/boundary): from instances",
+    )
+    boundary: BoundaryOptions = Field(default_factory=BoundaryOptions)
+    weight_map: WeightMapOptions | None = None
     loss: list[LossTerm] | None = None
     weight: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _target_fits_type(self) -> HeadConfig:
+        if self.target in ("foreground", "boundary") and self.type != "binary":
+            raise ValueError(f"target '{self.target}' needs type: binary")
+        if self.target == "three_class" and (self.type != "multiclass" or self.classes != 3):
+            raise ValueError("target 'three_class' needs type: multiclass and classes: 3")
+        return self
 
     @property
     def out_channels(self) -> int:

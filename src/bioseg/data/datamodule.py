@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 from bioseg.config import Experiment
 from bioseg.data.dataset import LoadedSample, PatchDataset, WholeImageDataset, load_sample
 from bioseg.data.layouts import DatasetIndex
+from bioseg.data.patch_set import PatchSetDataset
 from bioseg.errors import BiosegError
 
 
@@ -20,7 +21,7 @@ def load_samples(index: DatasetIndex, names: list[str], cfg: Experiment, what: s
             f"the {what} split names {len(missing)} sample(s) not in {index.root} (first: {missing[0]}); "
             f"re-run 'bioseg split {index.root}'"
         )
-    return [load_sample(by_name[n], cfg.data) for n in tqdm(names, desc=f"loading {what}", leave=False)]
+    return [load_sample(by_name[n], cfg) for n in tqdm(names, desc=f"loading {what}", leave=False)]
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -29,13 +30,14 @@ class SegmentationDataModule(L.LightningDataModule):
         self.cfg, self.index, self.split = cfg, index, split
         self.train_samples: list[LoadedSample] = []
         self.val_samples: list[LoadedSample] = []
-        self._train_set: PatchDataset | None = None
+        self._train_set: PatchDataset | PatchSetDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        if not self.train_samples:
+        if not self.val_samples and not self.train_samples:
             if not self.split.get("train"):
                 raise BiosegError(f"fold {self.cfg.data.fold} has no training samples; re-run 'bioseg split'")
-            self.train_samples = load_samples(self.index, self.split["train"], self.cfg, "train")
+            if self.cfg.data.patch_set is None:  # a stored patch set replaces the training images
+                self.train_samples = load_samples(self.index, self.split["train"], self.cfg, "train")
             self.val_samples = load_samples(self.index, self.split.get("val", []), self.cfg, "val")
 
     def set_epoch(self, epoch: int) -> None:
@@ -44,9 +46,12 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         d = self.cfg.data
-        self._train_set = PatchDataset(
-            self.train_samples, d.patch_size, d.patches_per_epoch, d.foreground_fraction, seed=self.cfg.seed
-        )
+        if d.patch_set is not None:
+            self._train_set = PatchSetDataset(d.patch_set, self.cfg, d.patches_per_epoch, seed=self.cfg.seed)
+        else:
+            self._train_set = PatchDataset(
+                self.train_samples, d.patch_size, d.patches_per_epoch, d.foreground_fraction, seed=self.cfg.seed
+            )
         if self.trainer is not None:
             self._train_set.set_epoch(self.trainer.current_epoch)
         return DataLoader(

@@ -1,27 +1,47 @@
-"""In-memory samples and random patch sampling for training; whole images for validation."""
+"""In-memory samples and random patch sampling for training; whole images for validation.
+
+A sample holds the normalised image and, per head, its target and optional pixel-weight map, computed
+once when the sample is loaded (never per epoch). Batches are dicts: ``image``, ``target/<head>`` and
+``weight/<head>``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bioseg.config import DataConfig
+from bioseg.config import DataConfig, Experiment
+from bioseg.data.head_targets import make_head_targets
 from bioseg.data.layouts import Sample
 from bioseg.data.preprocess import map_mask, normalize, select_channels
-from bioseg.io import read_image, read_mask
+from bioseg.io import read_image, read_mask, read_voxel_size
 
 
 @dataclass
 class LoadedSample:
-    """A normalised image ``(C, *spatial)`` float32 and its class mask ``(*spatial)`` int64."""
+    """A normalised image ``(C, *spatial)`` float32 with per-head targets and weights ``(*spatial)``."""
 
     name: str
     image: np.ndarray
-    mask: np.ndarray
+    targets: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    mask: np.ndarray | None = None  # the mask as read (class indices or instance ids), for evaluation
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything that is cropped together, keyed as in a batch (spatial axes last)."""
+        out = {"image": self.image}
+        out.update({f"target/{k}": v for k, v in self.targets.items()})
+        out.update({f"weight/{k}": v for k, v in self.weights.items()})
+        return out
+
+
+def read_input(path: Path, data: DataConfig, spatial_dims: int) -> np.ndarray:
+    return read_image(path, spatial_dims=spatial_dims, axes=data.axes)
 
 
 def prepare_image(raw: np.ndarray, data: DataConfig, name: str) -> np.ndarray:
@@ -31,10 +51,32 @@ def prepare_image(raw: np.ndarray, data: DataConfig, name: str) -> np.ndarray:
     return normalize(image, norm.mode, norm.percentiles, norm.low, norm.high)
 
 
-def load_sample(sample: Sample, data: DataConfig) -> LoadedSample:
-    image = prepare_image(read_image(sample.image), data, str(sample.image))
-    mask = map_mask(read_mask(sample.mask), data.mask_values, data.num_classes, str(sample.mask))
-    return LoadedSample(sample.name, image, mask)
+def read_label_mask(path: Path, cfg: Experiment) -> np.ndarray:
+    """A mask as the config reads it: mapped class indices, or instance ids kept as they are."""
+    d = cfg.data
+    raw = read_mask(path, spatial_dims=cfg.model.spatial_dims, axes=_mask_axes(d.axes))
+    if d.labels == "instance":
+        return raw.astype(np.int64, copy=False)
+    return map_mask(raw, d.mask_values, d.num_classes, str(path))
+
+
+def _mask_axes(axes: str | None) -> str | None:
+    return axes.replace("C", "") if axes else None
+
+
+def voxel_spacing(path: Path, cfg: Experiment) -> tuple[float, ...] | None:
+    if cfg.data.voxel_size is not None:
+        return tuple(cfg.data.voxel_size)
+    size = read_voxel_size(path) if cfg.model.spatial_dims == 3 else None
+    return tuple(size) if size else None
+
+
+def load_sample(sample: Sample, cfg: Experiment) -> LoadedSample:
+    dims = cfg.model.spatial_dims
+    image = prepare_image(read_input(sample.image, cfg.data, dims), cfg.data, str(sample.image))
+    mask = read_label_mask(sample.mask, cfg)
+    targets, weights = make_head_targets(mask, cfg, voxel_spacing(sample.image, cfg))
+    return LoadedSample(sample.name, image, targets, weights, mask)
 
 
 def pad_to(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -48,11 +90,23 @@ def pad_to(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
         array = np.pad(array, step, mode="symmetric")
 
 
+def crop(arrays: dict[str, np.ndarray], start: Sequence[int], size: Sequence[int]) -> dict[str, torch.Tensor]:
+    """The same window of every array; targets and weights gain a channel axis: ``(1, *size)``."""
+    window = tuple(slice(a, a + p) for a, p in zip(start, size, strict=True))
+    out = {}
+    for key, array in arrays.items():
+        lead = (slice(None),) * (array.ndim - len(size))
+        piece = np.ascontiguousarray(array[lead + window])
+        out[key] = torch.from_numpy(piece if key == "image" else piece[None])
+    return out
+
+
 class PatchDataset(Dataset):
     """Random patches of ``patch_size``; a fraction of them centred on a foreground pixel.
 
     Item ``i`` of epoch ``e`` is drawn from a generator seeded by ``(seed, e, i)``: the same run gives the
-    same patches whatever the number of workers. Returns ``{"image": (C, *patch), "mask": (1, *patch)}``.
+    same patches whatever the number of workers. Returns ``{"image": (C, *patch), "target/<head>":
+    (1, *patch), "weight/<head>": (1, *patch)}``.
     """
 
     def __init__(
@@ -64,8 +118,8 @@ class PatchDataset(Dataset):
         seed: int = 0,
         max_foreground_points: int = 4096,
     ) -> None:
-        self.samples = samples
         self.patch_size = tuple(int(p) for p in patch_size)
+        self.arrays = [{k: pad_to(v, self.patch_size) for k, v in s.arrays().items()} for s in samples]
         self.length = patches_per_epoch
         self.foreground_fraction = foreground_fraction
         self.seed = seed
@@ -73,7 +127,10 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng(seed)
         self.foreground = []
         for s in samples:  # a bounded subsample of foreground coordinates per image, to centre patches on
-            points = np.argwhere(s.mask > 0)
+            fg = np.zeros(s.image.shape[1:], bool)
+            for target in s.targets.values():
+                fg |= target > 0
+            points = np.argwhere(fg)
             if len(points) > max_foreground_points:
                 points = points[rng.choice(len(points), max_foreground_points, replace=False)]
             self.foreground.append(points)
@@ -86,28 +143,21 @@ class PatchDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        k = int(rng.integers(len(self.samples)))
-        sample, points = self.samples[k], self.foreground[k]
-        image = pad_to(sample.image, self.patch_size)
-        mask = pad_to(sample.mask, self.patch_size)
-        spatial = mask.shape
+        k = int(rng.integers(len(self.arrays)))
+        arrays, points = self.arrays[k], self.foreground[k]
+        spatial = arrays["image"].shape[1:]
         if len(points) and rng.random() < self.foreground_fraction:
             centre = points[rng.integers(len(points))]
             start = [
-                int(np.clip(c - p // 2, 0, s - p))
-                for c, p, s in zip(centre, self.patch_size, spatial, strict=True)
+                int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, self.patch_size, spatial, strict=True)
             ]
         else:
             start = [int(rng.integers(0, s - p + 1)) for p, s in zip(self.patch_size, spatial, strict=True)]
-        window = tuple(slice(a, a + p) for a, p in zip(start, self.patch_size, strict=True))
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image[(slice(None), *window)])),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask[window]))[None],
-        }
+        return crop(arrays, start, self.patch_size)
 
 
 class WholeImageDataset(Dataset):
-    """Whole images for validation: ``{"image": (C, *spatial), "mask": (1, *spatial), "index": int}``."""
+    """Whole images for validation: ``{"image": (C, *spatial), "target/<head>": (1, *spatial), …}``."""
 
     def __init__(self, samples: list[LoadedSample]) -> None:
         self.samples = samples
@@ -116,9 +166,5 @@ class WholeImageDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        s = self.samples[index]
-        return {
-            "image": torch.from_numpy(s.image),
-            "mask": torch.from_numpy(s.mask)[None],
-            "index": torch.tensor(index),
-        }
+        arrays = self.samples[index].arrays()
+        return crop(arrays, [0] * (arrays["image"].ndim - 1), arrays["image"].shape[1:])

@@ -90,6 +90,7 @@ def check_dataset(
     mask_values: dict[int, int] | None = None,
     progress: bool = False,
     spatial_dims: int = 2,
+    axes: str | None = None,
 ) -> CheckReport:
     """Read every image and mask of ``index`` and report every problem together.
 
@@ -111,7 +112,7 @@ def check_dataset(
         image_name = index.display(sample.image)
         image = None
         try:
-            image = read_image(sample.image, spatial_dims=spatial_dims)
+            image = read_image(sample.image, spatial_dims=spatial_dims, axes=axes)
         except ImageReadError as err:
             problems.append(f"{image_name} {err.reason}")
         if image is not None:
@@ -123,7 +124,9 @@ def check_dataset(
             continue
         mask_name = index.display(sample.mask)
         try:
-            mask = read_mask(sample.mask, spatial_dims=spatial_dims)
+            mask = read_mask(
+                sample.mask, spatial_dims=spatial_dims, axes=axes.replace("C", "") if axes else None
+            )
         except ImageReadError as err:
             problems.append(f"{mask_name} {err.reason}")
             continue

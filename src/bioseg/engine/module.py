@@ -25,13 +25,32 @@ def build_network(cfg: Experiment) -> torch.nn.Module:
         spatial_dims=m.spatial_dims,
         in_channels=cfg.data.in_channels,
         heads={name: head.out_channels for name, head in cfg.heads.items()},
-        **m.model_dump(exclude={"name", "spatial_dims"}),
+        **m.model_dump(exclude={"name", "spatial_dims", "init_from"}),
     )
 
 
-def head_target(mask: torch.Tensor, head: HeadConfig) -> torch.Tensor:
-    """The class mask ``(N, 1, *spatial)`` in the form the head's loss expects."""
-    return mask.float() if head.type == "binary" else mask.long()
+def loss_target(target: torch.Tensor, head: HeadConfig) -> torch.Tensor:
+    """A head's class indices ``(N, 1, *spatial)`` in the form its loss expects."""
+    return target.float() if head.type == "binary" else target.long()
+
+
+def batch_targets(batch: dict[str, torch.Tensor], heads: dict[str, HeadConfig]):
+    """``({head: target}, {head: weight map})`` from a batch; heads without a weight map have none."""
+    targets = {name: loss_target(batch[f"target/{name}"], head) for name, head in heads.items()}
+    weights = {name: batch[f"weight/{name}"].float() for name in heads if f"weight/{name}" in batch}
+    return targets, weights or None
+
+
+def class_names(cfg: Experiment, head: str) -> list[str]:
+    """Names of a head's classes: the data's class names for a mask head, else generic ones."""
+    h = cfg.heads[head]
+    if h.target == "mask" and len(cfg.data.classes) == h.classes:
+        return list(cfg.data.classes)
+    if h.target == "three_class":
+        return ["background", "interior", "boundary"]
+    if h.target in ("foreground", "boundary") or (h.target == "mask" and h.classes == 2):
+        return ["background", h.target if h.target != "mask" else "foreground"]
+    return [f"class_{i}" for i in range(h.classes)]
 
 
 class SegmentationModule(L.LightningModule):
@@ -54,8 +73,9 @@ class SegmentationModule(L.LightningModule):
         self, batch: dict[str, torch.Tensor], dataloader_idx: int
     ) -> dict[str, torch.Tensor]:
         if self.trainer is not None and self.trainer.training and self.augment is not None:
-            image, targets = self.augment(batch["image"], {"mask": batch["mask"]}, generator=self.generator)
-            batch = {**batch, "image": image, **targets}
+            moving = {k: v for k, v in batch.items() if k.startswith(("target/", "weight/"))}
+            image, moved = self.augment(batch["image"], moving, generator=self.generator)
+            batch = {**batch, "image": image, **moved}
         return batch
 
     def on_train_epoch_start(self) -> None:
@@ -65,8 +85,8 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         outputs = self.net(batch["image"])
-        targets = {name: head_target(batch["mask"], head) for name, head in self.cfg.heads.items()}
-        total, parts = self.loss(outputs, targets)
+        targets, weights = batch_targets(batch, self.cfg.heads)
+        total, parts = self.loss(outputs, targets, weights)
         if not torch.isfinite(total):
             self._stop_on_nan(total)
         n = batch["image"].shape[0]
@@ -106,14 +126,14 @@ class SegmentationModule(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         for i in range(batch["image"].shape[0]):
             logits = self.predict_logits(batch["image"][i])
-            mask = batch["mask"][i : i + 1]
             outputs = {name: value[None] for name, value in logits.items()}
-            targets = {name: head_target(mask, head) for name, head in self.cfg.heads.items()}
-            total, _ = self.loss(outputs, targets)
+            targets, weights = batch_targets({k: v[i : i + 1] for k, v in batch.items()}, self.cfg.heads)
+            total, _ = self.loss(outputs, targets, weights)
             self.log("val/loss", total, on_epoch=True, batch_size=1)
             for name, head in self.cfg.heads.items():
                 labels = to_labels(activate(logits[name], head.type), head.type, self.cfg.infer.threshold)
-                cm = confusion_matrix(labels, mask[0, 0], head.classes).to(self.device)
+                truth = batch[f"target/{name}"][i, 0]
+                cm = confusion_matrix(labels, truth, head.classes).to(self.device)
                 self._confusion[name] = self._confusion.get(name, 0) + cm
 
     def on_validation_epoch_end(self) -> None:
@@ -132,9 +152,7 @@ class SegmentationModule(L.LightningModule):
                 self.log(f"val/{key}", sum(values) / len(values), prog_bar=key == "dice_mean")
 
     def _class_names(self, head: str) -> list[str]:
-        n = self.cfg.heads[head].classes
-        names = self.cfg.data.classes
-        return names if len(names) == n else [f"class_{i}" for i in range(n)]
+        return class_names(self.cfg, head)
 
     # --- optimisation ----------------------------------------------------------------------------
 

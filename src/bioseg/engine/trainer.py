@@ -51,7 +51,14 @@ def checked_data(cfg: Experiment):
     """Discover and validate the dataset; every problem stops training before the first step."""
     d = cfg.data
     index = discover(d.root, d.layout, d.csv)
-    report = check_dataset(index, num_classes=d.num_classes, mask_values=d.mask_values)
+    semantic = d.labels == "semantic"  # instance ids are not class indices: only structure is checked
+    report = check_dataset(
+        index,
+        num_classes=d.num_classes if semantic else None,
+        mask_values=d.mask_values if semantic else None,
+        spatial_dims=cfg.model.spatial_dims,
+        axes=d.axes,
+    )
     if not report.ok:
         listing = "\n".join(f"  - {p}" for p in report.problems)
         raise BiosegError(
@@ -179,11 +186,13 @@ def write_snapshots(cfg: Experiment, run_dir: Path, datamodule: SegmentationData
     if not samples:
         return []
     predictor = Predictor.from_run(run_dir)
-    head = next(iter(cfg.heads))
     paths = []
     for s in samples:
-        labels = predictor.predict_prepared(s.image).labels[head]
-        path = run_dir / "charts" / "snapshots" / f"{Path(s.name).name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        paths.append(save_snapshot(path, s.image, s.mask, labels, cfg.heads[head].classes, title=s.name))
+        prediction = predictor.predict_prepared(s.image)
+        for head, labels in prediction.labels.items():
+            suffix = "" if len(cfg.heads) == 1 else f"_{head}"
+            path = run_dir / "charts" / "snapshots" / f"{Path(s.name).name}{suffix}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            classes = cfg.heads[head].classes
+            paths.append(save_snapshot(path, s.image, s.targets[head], labels, classes, title=f"{s.name} {suffix}"))
     return paths
