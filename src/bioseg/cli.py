@@ -38,9 +38,7 @@ def check(
     data_dir: Path = typer.Argument(..., help="dataset folder: images/+masks/, train/x+train/y, or a CSV"),
     classes: int | None = typer.Option(None, help="number of classes to check mask values against"),
     mask_values: str | None = typer.Option(None, help="raw→class mapping, e.g. 0:0,255:1"),
-    config: Path | None = typer.Option(
-        None, "--config", "-c", help="take classes and mask_values from a config"
-    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="take classes and mask_values from a config"),
 ) -> None:
     """Discover a dataset and list every problem before training (exit 0 when usable)."""
     from bioseg.data.layouts import discover
@@ -133,10 +131,10 @@ def train(
     from bioseg.engine.trainer import train as run_training
 
     result = run_training(config, fold=fold, resume=resume, overrides=overrides, progress=progress)
+    if result.init_report:
+        typer.echo(f"initialised from model.init_from: {result.init_report}")
     score = f"{result.best_score:.4f}" if result.best_score is not None else "n/a"
-    typer.echo(
-        f"run folder: {result.run_dir}\nbest {result.monitor}: {score}\ncharts: {result.run_dir / 'charts'}"
-    )
+    typer.echo(f"run folder: {result.run_dir}\nbest {result.monitor}: {score}\ncharts: {result.run_dir / 'charts'}")
 
 
 @app.command()
@@ -174,11 +172,10 @@ def evaluate(
     source: Path = typer.Argument(..., help="a run folder, or a folder of predicted label images"),
     truth: Path | None = typer.Argument(None, help="folder of true masks (when SOURCE holds predictions)"),
     split: str = typer.Option("test", help="split of the run's dataset: train, val or test"),
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="where metrics.json and per_image.csv go"
-    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="where metrics.json and per_image.csv go"),
     classes: int | None = typer.Option(None, help="number of classes (folder mode)"),
     mask_values: str | None = typer.Option(None, help="raw→class mapping of the true masks, e.g. 0:0,255:1"),
+    instances: bool = typer.Option(False, help="folder mode: score <stem>_instances.tif against instance masks"),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Score predictions: metrics.json (per class and mean Dice, IoU, accuracy) and per_image.csv."""
@@ -188,20 +185,29 @@ def evaluate(
         result = evaluate_run(source, split=split, out_dir=output, progress=progress)
     else:
         result = evaluate_folders(
-            source, truth, num_classes=classes, mask_values=_parse_mask_values(mask_values), out_dir=output
+            source,
+            truth,
+            num_classes=classes,
+            mask_values=_parse_mask_values(mask_values),
+            instances=instances,
+            out_dir=output,
         )
     s = result.scores
     typer.echo(
         f"{len(result.per_image)} images: Dice {s['dice_mean']:.4f}, IoU {s['iou_mean']:.4f}, "
         f"accuracy {s['accuracy']:.4f}\nwrote {result.metrics_json} and {result.out_dir / 'per_image.csv'}"
     )
+    if result.instances is not None:
+        row = next(r for r in result.instances["table"] if abs(r["threshold"] - 0.5) < 1e-6)
+        typer.echo(
+            f"objects: F1 {row['f1']:.4f} at IoU 0.5 ({row['tp']} matched of {row['n_true']} true, "
+            f"{row['n_pred']} predicted); see {result.out_dir / 'metrics_instances.json'}"
+        )
 
 
 @app.command()
 def demo(
-    output: Path = typer.Option(
-        Path("bioseg-demo"), "--output", "-o", help="folder for data, run and predictions"
-    ),
+    output: Path = typer.Option(Path("bioseg-demo"), "--output", "-o", help="folder for data, run and predictions"),
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """The whole job on built-in synthetic cells: check → split → train → predict → evaluate."""

@@ -207,9 +207,35 @@ class InferConfig(Section):
     threshold: float = Field(default=0.5, gt=0, lt=1, description="binary heads")
 
 
+class InstanceConfig(Section):
+    """From predicted maps to objects (see ``bioseg.postprocess.instances``).
+
+    ``boundary``: watershed of a boundary head's map, restricted to the foreground head's mask when there
+    is one, then agglomeration; ``foreground``: connected components (or a distance watershed) of the
+    foreground head's map. Heads default to the first with target boundary / foreground (or three_class).
+    """
+
+    mode: Literal["off", "boundary", "foreground"] = "off"
+    boundary_head: str | None = None
+    foreground_head: str | None = None
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="boundary (or foreground) probability cut")
+    seed_method: Literal["h_maxima", "min_distance"] = "h_maxima"
+    h: float = Field(default=2.0, gt=0, description="seed dynamic, in voxel-size units")
+    min_distance: int = Field(default=3, ge=1, description="voxels between seeds (min_distance, foreground)")
+    sigma_seeds: float = Field(default=1.0, ge=0)
+    agglomeration: Literal["average", "multicut", "none"] = "average"
+    merge_threshold: float = Field(default=0.5, ge=0, le=1, description="average: merge below this boundary prob")
+    beta: float = Field(default=0.5, gt=0, lt=1, description="multicut boundary bias")
+    min_size: int = Field(default=0, ge=0, description="voxels; smaller objects are merged or removed")
+    max_size: int | None = Field(default=None, description="voxels; larger objects are removed")
+    small_objects: Literal["merge", "remove"] = "merge"
+    foreground_method: Literal["components", "watershed"] = "watershed"
+
+
 class PostConfig(Section):
     min_size: int = Field(default=0, ge=0, description="remove foreground components smaller than this")
     fill_holes: bool = False
+    instances: InstanceConfig = Field(default_factory=InstanceConfig)
 
 
 class Experiment(Section):
@@ -245,7 +271,31 @@ class Experiment(Section):
             )
         if self.infer.patch_size is None:
             self.infer.patch_size = list(self.data.patch_size)
+        self._resolve_instance_heads()
         return self
+
+    def _resolve_instance_heads(self) -> None:
+        inst = self.post.instances
+        if inst.mode == "off":
+            return
+
+        def first(targets: tuple[str, ...]) -> str | None:
+            return next((name for name, h in self.heads.items() if h.target in targets), None)
+
+        if inst.boundary_head is None:
+            inst.boundary_head = first(("boundary", "three_class"))
+        if inst.foreground_head is None:
+            inst.foreground_head = first(("foreground", "three_class")) or first(("mask",))
+        for key in ("boundary_head", "foreground_head"):
+            name = getattr(inst, key)
+            if name is not None and name not in self.heads:
+                raise ValueError(f"post.instances.{key} '{name}' is not a head; heads: {', '.join(self.heads)}")
+        needed = inst.boundary_head if inst.mode == "boundary" else inst.foreground_head
+        if needed is None:
+            raise ValueError(
+                f"post.instances.mode '{inst.mode}' needs a head with target "
+                + ("boundary or three_class" if inst.mode == "boundary" else "foreground, mask or three_class")
+            )
 
     @property
     def run_dir(self) -> Path:
@@ -353,9 +403,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Experiment:
     except yaml.YAMLError as err:
         raise BiosegError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(raw, dict):
-        raise BiosegError(
-            f"{path} must hold a mapping of sections (data, model, train, …), not {type(raw).__name__}"
-        )
+        raise BiosegError(f"{path} must hold a mapping of sections (data, model, train, …), not {type(raw).__name__}")
     cfg = from_dict(raw, source=str(path), overrides=overrides)
     base = path.parent
     for attr in ("root", "csv", "splits_dir"):

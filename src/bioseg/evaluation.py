@@ -1,10 +1,15 @@
-"""``bioseg evaluate``: a run on one split of its dataset, or a folder of predictions against masks."""
+"""``bioseg evaluate``: a run on one split of its dataset, or a folder of predictions against masks.
+
+Semantic scores per head (Dice, IoU, accuracy; per class and mean) go to ``metrics.json`` and
+``per_image.csv``; when objects are predicted (``post.instances``, or ``--instances`` for folders),
+instance scores at IoU thresholds go to ``metrics_instances.json`` with F1-vs-IoU and F1-by-size charts.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +20,17 @@ from bioseg.data.layouts import discover
 from bioseg.data.preprocess import map_mask
 from bioseg.data.splits import load_split
 from bioseg.errors import BiosegError
-from bioseg.io import IMAGE_SUFFIXES, read_image, read_mask
+from bioseg.io import IMAGE_SUFFIXES, read_mask
 from bioseg.metrics import confusion_matrix, scores_from_confusion
 
 
 @dataclass
 class EvalResult:
     out_dir: Path
-    scores: dict[str, float]  # dataset level: confusion matrices summed over images
+    scores: dict[str, float]  # the first head, dataset level: confusion matrices summed over images
     per_image: list[dict[str, float | str]]
+    heads: dict[str, dict[str, float]] = field(default_factory=dict)
+    instances: dict | None = None  # aggregated instance scores (to_dict), when objects were predicted
 
     @property
     def metrics_json(self) -> Path:
@@ -31,6 +38,8 @@ class EvalResult:
 
 
 class _Accumulator:
+    """Summed confusion matrix and per-image scores of one head."""
+
     def __init__(self, num_classes: int, class_names: list[str]) -> None:
         self.num_classes, self.class_names = num_classes, class_names
         self.total = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -43,32 +52,62 @@ class _Accumulator:
         self.total += cm
         self.rows.append({"image": name, **scores_from_confusion(cm, self.class_names)})
 
-    def write(self, out_dir: Path, extra: dict) -> EvalResult:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    def summary(self) -> dict[str, dict[str, float]]:
         scores = scores_from_confusion(self.total, self.class_names)
-        numeric = [k for k in scores]
-        mean_per_image = {k: float(np.mean([r[k] for r in self.rows])) for k in numeric}
-        doc = {
-            **extra,
-            "n_images": len(self.rows),
-            "classes": self.class_names,
-            "dataset": scores,
-            "mean_per_image": mean_per_image,
-        }
-        (out_dir / "metrics.json").write_text(json.dumps(doc, indent=2))
-        with (out_dir / "per_image.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["image", *numeric])
-            writer.writeheader()
-            writer.writerows(self.rows)
-        return EvalResult(out_dir, scores, self.rows)
+        mean = {k: float(np.mean([r[k] for r in self.rows])) for k in scores}
+        return {"dataset": scores, "mean_per_image": mean}
+
+
+def _write(out_dir: Path, heads: dict[str, _Accumulator], extra: dict, instance_scores: list) -> EvalResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = {name: acc.summary() for name, acc in heads.items()}
+    first = next(iter(heads))
+    doc = {**extra, "n_images": len(heads[first].rows), "classes": heads[first].class_names, **summaries[first]}
+    if len(heads) > 1:
+        doc["heads"] = summaries
+    (out_dir / "metrics.json").write_text(json.dumps(doc, indent=2))
+    rows = [dict(r) for r in heads[first].rows]
+    for name, acc in list(heads.items())[1:]:  # other heads' columns carry the head's name
+        for row, other in zip(rows, acc.rows, strict=True):
+            row.update({f"{name}/{k}": v for k, v in other.items() if k != "image"})
+    with (out_dir / "per_image.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    instances = _write_instances(out_dir, instance_scores) if instance_scores else None
+    return EvalResult(
+        out_dir,
+        summaries[first]["dataset"],
+        heads[first].rows,
+        {k: v["dataset"] for k, v in summaries.items()},
+        instances,
+    )
+
+
+def _write_instances(out_dir: Path, scores: list) -> dict:
+    from bioseg.metrics.instance import aggregate
+    from bioseg.reports.instance_charts import plot_f1_by_size, plot_f1_vs_iou
+
+    total = aggregate(scores)
+    doc = total.to_dict()
+    (out_dir / "metrics_instances.json").write_text(json.dumps(doc, indent=2))
+    plot_f1_vs_iou({"bioseg": total}, out_dir / "f1_vs_iou.png")
+    plot_f1_by_size(total, out_dir / "f1_by_size.png")
+    return doc
 
 
 def evaluate_run(
     run: str | Path, split: str = "test", out_dir: str | Path | None = None, progress: bool = True, **infer
 ) -> EvalResult:
     """Predict the run's ``split`` (train/val/test of its fold) and score it against the masks."""
+    from bioseg.data.dataset import read_input, read_label_mask, voxel_spacing
+    from bioseg.data.head_targets import instance_labels, make_head_targets
+    from bioseg.engine.module import class_names
+    from bioseg.engine.run_folder import find_model_dir
     from bioseg.inference.files import write_prediction
+    from bioseg.inference.instances import predict_instances
     from bioseg.inference.predictor import Predictor
+    from bioseg.metrics.instance import match_instances
 
     predictor = Predictor.from_run(run, **infer)
     cfg = predictor.cfg
@@ -78,27 +117,40 @@ def evaluate_run(
     if not names:
         raise BiosegError(f"split '{split}' of fold {d.fold} is empty; choose one of train, val, test")
     by_name = {s.name: s for s in index.samples}
-    head = next(iter(cfg.heads))
-    classes = cfg.heads[head].classes
-    acc = _Accumulator(
-        classes, d.classes if len(d.classes) == classes else [f"class_{i}" for i in range(classes)]
-    )
-    run_dir = predictor_run_dir(run)
+    heads = {name: _Accumulator(h.classes, class_names(cfg, name)) for name, h in cfg.heads.items()}
+    run_dir = find_model_dir(run).parent
     out = Path(out_dir) if out_dir else run_dir / "predictions" / split
+    instance_scores = []
     for name in tqdm(names, desc=f"evaluating {split}", disable=not progress):
         sample = by_name[name]
-        raw = read_image(sample.image)
+        raw = read_input(sample.image, d, cfg.model.spatial_dims)
         prediction = predictor.predict(raw, name=str(sample.image))
-        truth = map_mask(read_mask(sample.mask), d.mask_values, d.num_classes, str(sample.mask))
-        acc.add(name, prediction.labels[head], truth)
-        write_prediction(out, Path(name).name, raw, prediction, predictor)
-    return acc.write(out, {"run": str(run_dir), "split": split, "fold": d.fold, "head": head})
+        mask = read_label_mask(sample.mask, cfg)
+        targets, _ = make_head_targets(mask, cfg, with_weights=False)
+        for head, acc in heads.items():
+            acc.add(name, prediction.labels[head], targets[head])
+        instances = predict_instances(prediction.probabilities, cfg, voxel_spacing(sample.image, cfg))
+        if instances is not None:
+            instance_scores.append(match_instances(instances, instance_labels(mask, d.labels)))
+        write_prediction(out, Path(name).name, raw, prediction, predictor, instances)
+    return _write(out, heads, {"run": str(run_dir), "split": split, "fold": d.fold}, instance_scores)
 
 
-def predictor_run_dir(run: str | Path) -> Path:
-    from bioseg.engine.run_folder import find_model_dir
+def _label_files(folder: Path, suffix: str) -> dict[str, Path]:
+    files = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
+            continue
+        if suffix:
+            if p.stem.endswith(suffix):
+                files[p.stem.removesuffix(suffix)] = p
+        elif not p.stem.endswith(("_prob", "_overlay", "_instances")):
+            files[p.stem.removesuffix("_labels")] = p
+    return files
 
-    return find_model_dir(run).parent
+
+def _read_labels(path: Path) -> np.ndarray:
+    return np.asarray(tifffile.imread(path) if path.suffix.lower() in (".tif", ".tiff") else read_mask(path))
 
 
 def evaluate_folders(
@@ -107,45 +159,48 @@ def evaluate_folders(
     *,
     num_classes: int | None = None,
     mask_values: dict[int, int] | None = None,
+    instances: bool = False,
     out_dir: str | Path | None = None,
 ) -> EvalResult:
-    """Score label images in ``pred_dir`` (``<stem>_labels.tif`` or ``<stem>.*``) against the masks
-    in ``gt_dir``."""
+    """Score label images in ``pred_dir`` (``<stem>_labels.tif``, or ``<stem>_instances.tif`` with
+    ``instances``) against the masks in ``gt_dir`` paired by stem."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for folder in (pred_dir, gt_dir):
         if not folder.is_dir():
             raise BiosegError(f"{folder} is not a folder")
-    truths = {p.stem: p for p in sorted(gt_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    preds = {}
-    for p in sorted(pred_dir.iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith(("_prob", "_overlay")):
-            preds[p.stem.removesuffix("_labels")] = p
+    truths = _label_files(gt_dir, "")
+    preds = _label_files(pred_dir, "_instances" if instances else "")
     pairs = sorted(set(truths) & set(preds))
+    expected = "<stem>_instances.tif" if instances else "<stem>_labels.tif"
     if not pairs:
         raise BiosegError(
             f"no prediction in {pred_dir} matches a mask in {gt_dir} by name "
-            "(expected <stem>_labels.tif beside <stem>.png, as 'bioseg predict' writes)"
+            f"(expected {expected} beside <stem>.png, as 'bioseg predict' writes)"
         )
     missing = sorted(set(truths) - set(preds))
     if missing:
         raise BiosegError(f"{len(missing)} mask(s) in {gt_dir} have no prediction (first: {missing[0]})")
     loaded = []
     for stem in pairs:
-        pred = (
-            tifffile.imread(preds[stem])
-            if preds[stem].suffix.lower() in (".tif", ".tiff")
-            else read_mask(preds[stem])
-        )
-        truth = read_mask(truths[stem])
-        if mask_values:
+        truth = _read_labels(truths[stem])
+        if mask_values and not instances:
             truth = map_mask(truth, mask_values, max(mask_values.values()) + 1, str(truths[stem]))
-        loaded.append((stem, np.asarray(pred).astype(np.int64), truth.astype(np.int64)))
+        loaded.append((stem, _read_labels(preds[stem]).astype(np.int64), truth.astype(np.int64)))
+    out = Path(out_dir) if out_dir else pred_dir
+    extra = {"predictions": str(pred_dir), "truth": str(gt_dir)}
+    if instances:
+        from bioseg.metrics.instance import match_instances
+
+        scores = [match_instances(pred, truth) for _, pred, truth in loaded]
+        # semantic foreground scores of the same objects, so both views come from one command
+        acc = _Accumulator(2, ["background", "foreground"])
+        for stem, pred, truth in loaded:
+            acc.add(stem, (pred > 0).astype(np.int64), (truth > 0).astype(np.int64))
+        return _write(out, {"objects": acc}, extra, scores)
     n = num_classes or max(2, max(int(max(p.max(), t.max())) + 1 for _, p, t in loaded))
     acc = _Accumulator(n, [f"class_{i}" for i in range(n)])
     for stem, pred, truth in loaded:
         if truth.max() >= n or pred.max() >= n:
             raise BiosegError(f"{stem} holds labels ≥ {n}; pass --classes or --mask-values to map them")
         acc.add(stem, pred, truth)
-    return acc.write(
-        Path(out_dir) if out_dir else pred_dir, {"predictions": str(pred_dir), "truth": str(gt_dir)}
-    )
+    return _write(out, {"mask": acc}, extra, [])

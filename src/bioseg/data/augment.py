@@ -218,9 +218,7 @@ class Rotate(GridTransform):
 class Scale(GridTransform):
     """Isotropic zoom by a factor log-uniform in ``range``; > 1 enlarges the content."""
 
-    def __init__(
-        self, spatial_dims: int, p: float = 0.5, range: float | Sequence[float] = (0.8, 1.25)
-    ) -> None:
+    def __init__(self, spatial_dims: int, p: float = 0.5, range: float | Sequence[float] = (0.8, 1.25)) -> None:
         super().__init__(spatial_dims, p)
         self.range = _range(range, "scale.range", positive=True)
 
@@ -269,9 +267,7 @@ class Elastic(GridTransform):
 class GaussianBlur(IntensityTransform):
     """Gaussian blur with sigma (pixels, every spatial axis) uniform in ``sigma``."""
 
-    def __init__(
-        self, spatial_dims: int, p: float = 0.5, sigma: float | Sequence[float] = (0.5, 1.5)
-    ) -> None:
+    def __init__(self, spatial_dims: int, p: float = 0.5, sigma: float | Sequence[float] = (0.5, 1.5)) -> None:
         super().__init__(spatial_dims, p)
         self.sigma = _range(sigma, "gaussian_blur.sigma")
         if self.sigma[0] < 0:
@@ -305,9 +301,7 @@ class GaussianNoise(IntensityTransform):
 class PoissonNoise(IntensityTransform):
     """Shot noise with ``scale`` photons per image unit, log-uniform in the range (smaller is noisier)."""
 
-    def __init__(
-        self, spatial_dims: int, p: float = 0.5, scale: float | Sequence[float] = (20.0, 200.0)
-    ) -> None:
+    def __init__(self, spatial_dims: int, p: float = 0.5, scale: float | Sequence[float] = (20.0, 200.0)) -> None:
         super().__init__(spatial_dims, p)
         self.scale = _range(scale, "poisson_noise.scale", positive=True)
 
@@ -350,9 +344,7 @@ class BrightnessContrast(IntensityTransform):
 class Gamma(IntensityTransform):
     """Gamma uniform in ``range``, on the image min-max rescaled to [0, 1] (per channel) and then back."""
 
-    def __init__(
-        self, spatial_dims: int, p: float = 0.5, range: float | Sequence[float] = (0.7, 1.5)
-    ) -> None:
+    def __init__(self, spatial_dims: int, p: float = 0.5, range: float | Sequence[float] = (0.7, 1.5)) -> None:
         super().__init__(spatial_dims, p)
         self.range = _range(range, "gamma.range", positive=True)
 
@@ -395,9 +387,7 @@ class Augmentation:
             )
         for t in transforms:
             if t.spatial_dims != spatial_dims:
-                raise BiosegError(
-                    f"{t!r} was built for {t.spatial_dims}D but the augmentation is {spatial_dims}D"
-                )
+                raise BiosegError(f"{t!r} was built for {t.spatial_dims}D but the augmentation is {spatial_dims}D")
         self.transforms = list(transforms)
         self.spatial_dims = spatial_dims
         self.padding_mode = padding_mode
@@ -446,12 +436,8 @@ class Augmentation:
     def _check(self, image: Tensor, targets: dict[str, Tensor]) -> None:
         d = self.spatial_dims
         if not isinstance(image, Tensor) or image.ndim != d + 2 or not image.dtype.is_floating_point:
-            found = (
-                f"{tuple(image.shape)} {image.dtype}" if isinstance(image, Tensor) else type(image).__name__
-            )
-            raise BiosegError(
-                f"augmentation expects a float image (N, C, *spatial) with {d} spatial dims, got {found}"
-            )
+            found = f"{tuple(image.shape)} {image.dtype}" if isinstance(image, Tensor) else type(image).__name__
+            raise BiosegError(f"augmentation expects a float image (N, C, *spatial) with {d} spatial dims, got {found}")
         for name, t in targets.items():
             if (
                 not isinstance(t, Tensor)
@@ -499,9 +485,7 @@ class Augmentation:
                 displacement = disp if displacement is None else displacement + disp
         grid = spat.sampling_grid(matrix.to(device), displacement, shape)
         image = spat.on_samples(image, idx, lambda x: spat.resample(x, grid, self.padding_mode))
-        out = {
-            k: spat.on_samples(v, idx, lambda x: spat.resample(x, grid, "zeros")) for k, v in targets.items()
-        }
+        out = {k: spat.on_samples(v, idx, lambda x: spat.resample(x, grid, "zeros")) for k, v in targets.items()}
         if self.track_valid:
             out["valid"] = spat.on_samples(out["valid"], idx, lambda x: x * spat.inside(grid))
         return image, out
@@ -514,8 +498,7 @@ def make_transform(name: str, spatial_dims: int, p: float = 0.5, **kwargs: Any) 
     for key in kwargs:
         if key not in valid:
             raise BiosegError(
-                f"augmentation '{name}' has no option '{key}'; valid: {', '.join(valid)}."
-                + did_you_mean(key, valid)
+                f"augmentation '{name}' has no option '{key}'; valid: {', '.join(valid)}." + did_you_mean(key, valid)
             )
     return cls(spatial_dims, p=p, **kwargs)
 
@@ -537,8 +520,6 @@ def build_augmentation(
         else:
             raise BiosegError(f"augment step {i} is {step!r}; expected e.g. {{name: flip, p: 0.5}}")
         if not isinstance(name, str):
-            raise BiosegError(
-                f"augment step {i} has no 'name'; valid names: {', '.join(AUGMENTATIONS.names())}"
-            )
+            raise BiosegError(f"augment step {i} has no 'name'; valid names: {', '.join(AUGMENTATIONS.names())}")
         transforms.append(make_transform(name, spatial_dims, p, **kwargs))
     return Augmentation(transforms, spatial_dims, padding_mode=padding_mode, track_valid=track_valid)

@@ -157,15 +157,11 @@ def resample(x: Tensor, grid: Tensor, padding_mode: str = "zeros") -> Tensor:
     # float32 holds integers exactly up to 2**24; larger label values need float64
     big = x.dtype in (torch.int32, torch.int64) and x.numel() and int(x.abs().max()) >= 2**24
     work = torch.float64 if big else torch.float32
-    out = F.grid_sample(
-        x.to(work), grid.to(work), mode="nearest", padding_mode=padding_mode, align_corners=False
-    )
+    out = F.grid_sample(x.to(work), grid.to(work), mode="nearest", padding_mode=padding_mode, align_corners=False)
     return out > 0.5 if x.dtype == torch.bool else out.round().to(x.dtype)
 
 
-def check_axes(
-    axes: Sequence[int] | int, spatial_dims: int, what: str, count: int | None = None
-) -> tuple[int, ...]:
+def check_axes(axes: Sequence[int] | int, spatial_dims: int, what: str, count: int | None = None) -> tuple[int, ...]:
     """Spatial axes from user input, normalised to 0..d-1 (negative allowed); ``count`` demands that many."""
     axes = [axes] if isinstance(axes, int) else list(axes)
     if count is not None and len(axes) != count:

@@ -32,17 +32,18 @@ def head_target(mask: np.ndarray, head: HeadConfig, labels_kind: str, instances:
 
 
 def make_head_targets(
-    mask: np.ndarray, cfg: Experiment, spacing: tuple[float, ...] | None = None
+    mask: np.ndarray, cfg: Experiment, spacing: tuple[float, ...] | None = None, with_weights: bool = True
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Targets ``{head: (*spatial) int}`` and weight maps ``{head: (*spatial) float32}`` (heads with one)."""
     needs_instances = any(
-        h.target in ("boundary", "three_class") or h.weight_map is not None for h in cfg.heads.values()
+        h.target in ("boundary", "three_class") or (with_weights and h.weight_map is not None)
+        for h in cfg.heads.values()
     )
     instances = instance_labels(mask, cfg.data.labels) if needs_instances else None
     targets, weights = {}, {}
     for name, head in cfg.heads.items():
         targets[name] = head_target(mask, head, cfg.data.labels, instances)
-        if head.weight_map is not None:
+        if with_weights and head.weight_map is not None:
             w = head.weight_map
             weights[name] = unet_weight_map(
                 instances,

@@ -224,15 +224,11 @@ def _discover_xy(root: Path) -> DatasetIndex:
                 problems.append(f"{part}/y exists but {part}/x does not: add the images as {part}/x")
             presplit[part] = []
             continue
-        found, part_problems = _pair_folders(
-            x_dir, y_dir, f"{part}/x", f"{part}/y", f"{part}/", by_order=True
-        )
+        found, part_problems = _pair_folders(x_dir, y_dir, f"{part}/x", f"{part}/y", f"{part}/", by_order=True)
         samples += found
         problems += part_problems
         presplit[part] = sorted((s.name for s in found), key=natural_key)
-    return DatasetIndex(
-        root=root, layout="xy", samples=_sorted(samples), presplit=presplit, problems=problems
-    )
+    return DatasetIndex(root=root, layout="xy", samples=_sorted(samples), presplit=presplit, problems=problems)
 
 
 def _discover_csv(root: Path, csv: str | Path | None) -> DatasetIndex:

@@ -9,9 +9,7 @@ import numpy as np
 from bioseg.errors import BiosegError
 
 
-def select_channels(
-    image: np.ndarray, channels: Sequence[int] | None, in_channels: int, name: str
-) -> np.ndarray:
+def select_channels(image: np.ndarray, channels: Sequence[int] | None, in_channels: int, name: str) -> np.ndarray:
     """Pick the model's input channels from a ``(C, *spatial)`` image.
 
     ``channels=None`` takes every channel, which must then equal ``in_channels``.
@@ -21,15 +19,12 @@ def select_channels(
         bad = [c for c in channels if not -found <= c < found]
         if bad:
             raise BiosegError(
-                f"{name} has {found} channel(s); data.channels asks for index {bad[0]}: "
-                f"use indices 0..{found - 1}"
+                f"{name} has {found} channel(s); data.channels asks for index {bad[0]}: use indices 0..{found - 1}"
             )
         image = image[list(channels)]
     if image.shape[0] != in_channels:
         how = "set data.channels to choose them" if channels is None else "fix data.channels"
-        raise BiosegError(
-            f"{name} gives {image.shape[0]} channel(s) but the model expects {in_channels}; {how}"
-        )
+        raise BiosegError(f"{name} gives {image.shape[0]} channel(s) but the model expects {in_channels}; {how}")
     return image
 
 
@@ -82,17 +77,13 @@ def dataset_percentiles(
     return low, high
 
 
-def map_mask(
-    mask: np.ndarray, mask_values: Mapping[int, int] | None, num_classes: int, name: str
-) -> np.ndarray:
+def map_mask(mask: np.ndarray, mask_values: Mapping[int, int] | None, num_classes: int, name: str) -> np.ndarray:
     """Raw mask values → class indices ``0..num_classes-1`` as int64 (lookup table, not a loop)."""
     values = np.unique(mask)
     if mask_values:
         unknown = sorted(set(values.tolist()) - set(int(k) for k in mask_values))
         if unknown:
-            raise BiosegError(
-                f"{name} has values {unknown} that data.mask_values does not map; add them to it"
-            )
+            raise BiosegError(f"{name} has values {unknown} that data.mask_values does not map; add them to it")
         lut = np.zeros(int(values.max()) + 1, dtype=np.int64)
         for raw, cls in mask_values.items():
             if int(raw) < lut.size:

@@ -316,9 +316,7 @@ def _divide(
     return parts
 
 
-def _presence_counts(
-    split: dict[str, Any], class_presence: dict[str, list[int]]
-) -> dict[str, dict[int, int]]:
+def _presence_counts(split: dict[str, Any], class_presence: dict[str, list[int]]) -> dict[str, dict[int, int]]:
     """Per part, class → number of samples in which it is present."""
     groups = {"test": split["test"]}
     for k, fold in enumerate(split["folds"]):

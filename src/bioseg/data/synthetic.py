@@ -36,9 +36,7 @@ def _check_range(name: str, value: tuple[float, float], *, low: float, integer: 
     try:
         lo, hi = value
     except (TypeError, ValueError):
-        raise BiosegError(
-            f"{name}={value!r} is not a (min, max) pair; pass two numbers, e.g. {name}=(8, 20)"
-        ) from None
+        raise BiosegError(f"{name}={value!r} is not a (min, max) pair; pass two numbers, e.g. {name}=(8, 20)") from None
     if integer and not all(float(v).is_integer() for v in (lo, hi)):
         raise BiosegError(f"{name}={value!r} must hold whole numbers; pass e.g. {name}=(8, 20)")
     if not low <= lo <= hi:
@@ -53,9 +51,7 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise BiosegError(
-            f"size={size!r} is not a 2D image size; pass (Y, X) with both >= 8, e.g. (256, 256)"
-        )
+        raise BiosegError(f"size={size!r} is not a 2D image size; pass (Y, X) with both >= 8, e.g. (256, 256)")
     return ny, nx
 
 

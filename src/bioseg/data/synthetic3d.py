@@ -49,8 +49,7 @@ def _check_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
         ok = False
     if not ok:
         raise BiosegError(
-            f"shape={shape!r} is not a 3D volume size; pass (Z, Y, X) with Z >= 4 and Y, X >= 8, "
-            "e.g. (32, 128, 128)"
+            f"shape={shape!r} is not a 3D volume size; pass (Z, Y, X) with Z >= 4 and Y, X >= 8, e.g. (32, 128, 128)"
         )
     return dims[0], dims[1], dims[2]
 
@@ -269,8 +268,10 @@ def _nuclei(
         wobble = np.ones_like(rho)
         for _ in range(3):
             axis = rng.standard_normal(3)
-            wobble += rng.normal(0, 0.06) * np.cos(rng.integers(2, 4) * np.arccos(
-                np.clip(unit @ (axis / np.linalg.norm(axis)), -1, 1)) + rng.uniform(0, 2 * np.pi))
+            wobble += rng.normal(0, 0.06) * np.cos(
+                rng.integers(2, 4) * np.arccos(np.clip(unit @ (axis / np.linalg.norm(axis)), -1, 1))
+                + rng.uniform(0, 2 * np.pi)
+            )
         rel = (rho / (radius * np.clip(wobble, 0.7, 1.3))).astype(np.float32)
         inside = rel < 1.0
 
@@ -278,9 +279,7 @@ def _nuclei(
         nucleolus_at = rng.normal(0, 0.3 * r, 3)
         nucleolus = np.exp(-np.sum((offset - nucleolus_at) ** 2, -1) / (2 * (0.22 * r) ** 2))
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        value = brightness * (
-            (1 + 0.3 * chromatin[box]) * (1 - 0.5 * nucleolus) * (0.85 + 0.15 * np.clip(rel, 0, 1))
-        )
+        value = brightness * ((1 + 0.3 * chromatin[box]) * (1 - 0.5 * nucleolus) * (0.85 + 0.15 * np.clip(rel, 0, 1)))
         own = inside & (rel < depth[box])
         depth[box][own] = rel[own]
         labels[box][own] = index
@@ -292,9 +291,7 @@ def _nuclei(
 # --- acquisition ---------------------------------------------------------------------------------
 
 
-def _acquire(
-    rng: np.random.Generator, signal: np.ndarray, anisotropy: float, dtype: type
-) -> np.ndarray:
+def _acquire(rng: np.random.Generator, signal: np.ndarray, anisotropy: float, dtype: type) -> np.ndarray:
     shape = signal.shape
     # slow intensity loss with depth (scattering, absorption): 50-85% left at the bottom
     bottom = rng.uniform(0.5, 0.85)

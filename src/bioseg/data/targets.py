@@ -106,9 +106,7 @@ def _pair_slices(offset: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slic
     return a, b
 
 
-def boundary_target(
-    labels: np.ndarray, *, connectivity: int = 1, mode: str = "thick", width: int = 1
-) -> np.ndarray:
+def boundary_target(labels: np.ndarray, *, connectivity: int = 1, mode: str = "thick", width: int = 1) -> np.ndarray:
     """Pixels on the border between an object and the background or another object, as uint8 0/1.
 
     Same result as ``skimage.segmentation.find_boundaries(labels, connectivity, mode)`` for ``width=1``
@@ -176,9 +174,7 @@ def foreground_boundary_target(labels: np.ndarray, **boundary_kwargs: object) ->
     return out
 
 
-def three_class_target(
-    labels: np.ndarray, *, connectivity: int = 1, mode: str = "inner", width: int = 1
-) -> np.ndarray:
+def three_class_target(labels: np.ndarray, *, connectivity: int = 1, mode: str = "inner", width: int = 1) -> np.ndarray:
     """Class indices ``(*spatial)`` uint8: 0 = background, 1 = object interior, 2 = boundary.
 
     Boundaries (see :func:`boundary_target`) win over both other classes. The default ``mode="inner"``

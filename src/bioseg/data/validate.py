@@ -67,10 +67,7 @@ class CheckReport:
         if s.get("class_frequencies"):
             presence = Counter(c for classes in s["class_presence"].values() for c in classes)
             freqs = list(s["class_frequencies"].items())
-            parts = [
-                f"{c}: {100 * f:.1f}% of pixels, in {presence[c]} sample{_s(presence[c])}"
-                for c, f in freqs[:8]
-            ]
+            parts = [f"{c}: {100 * f:.1f}% of pixels, in {presence[c]} sample{_s(presence[c])}" for c, f in freqs[:8]]
             if len(freqs) > 8:
                 parts.append(f"... ({len(freqs)} in all)")
             declared = s.get("num_classes") is not None or mapped is not None
@@ -124,9 +121,7 @@ def check_dataset(
             continue
         mask_name = index.display(sample.mask)
         try:
-            mask = read_mask(
-                sample.mask, spatial_dims=spatial_dims, axes=axes.replace("C", "") if axes else None
-            )
+            mask = read_mask(sample.mask, spatial_dims=spatial_dims, axes=axes.replace("C", "") if axes else None)
         except ImageReadError as err:
             problems.append(f"{mask_name} {err.reason}")
             continue

@@ -31,15 +31,14 @@ class TrainResult:
     best_score: float | None
     monitor: str
     history: list[dict[str, float]] = field(default_factory=list)
+    init_report: str | None = None  # what model.init_from loaded, adapted and skipped
 
     @property
     def model_dir(self) -> Path:
         return self.run_dir / "model"
 
 
-def as_experiment(
-    config: Experiment | dict[str, Any] | str | Path, overrides: list[str] | None = None
-) -> Experiment:
+def as_experiment(config: Experiment | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> Experiment:
     if isinstance(config, Experiment):
         return config_mod.from_dict(config_mod.to_dict(config), overrides=overrides) if overrides else config
     if isinstance(config, dict):
@@ -62,8 +61,7 @@ def checked_data(cfg: Experiment):
     if not report.ok:
         listing = "\n".join(f"  - {p}" for p in report.problems)
         raise BiosegError(
-            f"{d.root} has {len(report.problems)} problem(s); fix them "
-            f"(see 'bioseg check {d.root}'):\n{listing}"
+            f"{d.root} has {len(report.problems)} problem(s); fix them (see 'bioseg check {d.root}'):\n{listing}"
         )
     split = load_split(d.splits_dir or Path(d.root) / "splits", d.fold)
     return index, split
@@ -87,8 +85,7 @@ def train(
         raise BiosegError(f"--resume: {last} does not exist; train without --resume to start this run")
     if not resume and last.is_file():
         raise BiosegError(
-            f"{run_dir} already holds a run: add --resume to continue it, "
-            "or pick another name (--set name=NEW)"
+            f"{run_dir} already holds a run: add --resume to continue it, or pick another name (--set name=NEW)"
         )
     index, split = checked_data(cfg)
 
@@ -97,9 +94,8 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = SegmentationDataModule(cfg, index, split)
     module = SegmentationModule(config_mod.to_dict(cfg))
-    trainer, checkpoint, monitor = build_trainer(
-        cfg, run_dir, has_val=bool(split.get("val")), progress=progress
-    )
+    init_report = None if resume else initialise_from(cfg, module.net, run_dir)
+    trainer, checkpoint, monitor = build_trainer(cfg, run_dir, has_val=bool(split.get("val")), progress=progress)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
@@ -108,9 +104,7 @@ def train(
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
 
-    best = (
-        Path(checkpoint.best_model_path) if checkpoint.best_model_path else (last if last.is_file() else None)
-    )
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else (last if last.is_file() else None)
     if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
@@ -123,7 +117,22 @@ def train(
         best_score=float(score) if score is not None else None,
         monitor=monitor,
         history=read_metrics_csv(run_dir / "metrics.csv"),
+        init_report=init_report,
     )
+
+
+def initialise_from(cfg: Experiment, net: torch.nn.Module, run_dir: Path) -> str | None:
+    """Load ``model.init_from`` into ``net`` (first conv adapted to the channel count); the report is
+    written to ``init_report.json`` in the run folder and returned as one line."""
+    if cfg.model.init_from is None:
+        return None
+    import json
+
+    from bioseg.nn.transfer import read_state, transfer_weights
+
+    report = transfer_weights(net, read_state(cfg.model.init_from))
+    (run_dir / "init_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    return report.summary()
 
 
 def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bool):

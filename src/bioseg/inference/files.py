@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from bioseg.data.dataset import read_input, voxel_spacing
 from bioseg.errors import BiosegError
+from bioseg.inference.instances import predict_instances
 from bioseg.inference.predictor import Prediction, Predictor
-from bioseg.io import IMAGE_SUFFIXES, read_image, write_tiff
+from bioseg.io import IMAGE_SUFFIXES, write_tiff
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -39,10 +41,22 @@ def output_names(stem: str, head: str, single_head: bool) -> dict[str, str]:
     return {"prob": f"{base}_prob.tif", "labels": f"{base}_labels.tif", "overlay": f"{base}_overlay.png"}
 
 
+def _write_tiff_whole(path: Path, array: np.ndarray) -> Path:
+    tmp = path.parent / f".{path.name}.tmp.tif"  # written aside, then renamed: never a half-written file
+    write_tiff(tmp, array)
+    tmp.replace(path)
+    return path
+
+
 def write_prediction(
-    out_dir: Path, stem: str, image: np.ndarray, prediction: Prediction, predictor: Predictor
+    out_dir: Path,
+    stem: str,
+    image: np.ndarray,
+    prediction: Prediction,
+    predictor: Predictor,
+    instances: np.ndarray | None = None,
 ) -> list[Path]:
-    """Write one image's outputs; each file appears whole (written aside, then renamed)."""
+    """Write one image's outputs: per head probabilities, labels and an overlay; objects when given."""
     from bioseg.reports.charts import save_overlay
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -53,11 +67,10 @@ def write_prediction(
         classes = predictor.cfg.heads[head].classes
         label_dtype = np.uint8 if classes < 256 else np.uint16
         for key, array in (("prob", prediction.probabilities[head]), ("labels", labels.astype(label_dtype))):
-            tmp = out_dir / f".{names[key]}.tmp.tif"
-            write_tiff(tmp, array)
-            tmp.replace(out_dir / names[key])
-            written.append(out_dir / names[key])
+            written.append(_write_tiff_whole(out_dir / names[key], array))
         written.append(save_overlay(out_dir / names["overlay"], image, labels, classes))
+    if instances is not None:
+        written.append(_write_tiff_whole(out_dir / f"{stem}_instances.tif", instances.astype(np.int32)))
     return written
 
 
@@ -69,8 +82,10 @@ def predict_files(
     files = expand_inputs(inputs)
     out_dir = Path(out_dir)
     written: list[Path] = []
+    cfg = predictor.cfg
     for path in tqdm(files, desc="predicting", disable=not progress):
-        raw = read_image(path)
+        raw = read_input(path, cfg.data, cfg.model.spatial_dims)
         prediction = predictor.predict(raw, name=str(path))
-        written += write_prediction(out_dir, path.stem, raw, prediction, predictor)
+        instances = predict_instances(prediction.probabilities, cfg, voxel_spacing(path, cfg))
+        written += write_prediction(out_dir, path.stem, raw, prediction, predictor, instances)
     return written
