@@ -60,7 +60,7 @@ def test_init_config_infers_classes_and_mapping(tmp_path):
     assert text.startswith("#") and "\n# Dataset" in text
     cfg = yaml.safe_load(text)
     assert cfg["data"]["mask_values"] == {0: 0, 255: 1}
-    assert cfg["data"]["patch_size"] == [32, 48]
+    assert cfg["data"]["patch_size"] == [40, 48]  # smallest size, down to a multiple of 8
     assert run_cli("init-config", tmp_path, "-o", tmp_path / "exp.yaml") == 2  # no silent overwrite
 
 

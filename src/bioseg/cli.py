@@ -39,25 +39,29 @@ def check(
     classes: int | None = typer.Option(None, help="number of classes to check mask values against"),
     mask_values: str | None = typer.Option(None, help="raw→class mapping, e.g. 0:0,255:1"),
     config: Path | None = typer.Option(None, "--config", "-c", help="take classes and mask_values from a config"),
+    spatial_dims: int | None = typer.Option(None, help="2 or 3 (default: detected from the first image)"),
 ) -> None:
     """Discover a dataset and list every problem before training (exit 0 when usable)."""
     from bioseg.data.layouts import discover
     from bioseg.data.validate import check_dataset
+    from bioseg.io import detect_spatial_dims
 
     mapping = _parse_mask_values(mask_values)
-    layout, csv = "auto", None
+    layout, csv, axes = "auto", None, None
     if config is not None:
         from bioseg import config as config_mod
 
         cfg = config_mod.load(config)
-        classes, mapping, layout, csv = (
-            cfg.data.num_classes,
-            cfg.data.mask_values,
-            cfg.data.layout,
-            cfg.data.csv,
-        )
+        d = cfg.data
+        if d.labels == "semantic":  # instance ids are not class indices: only structure is checked
+            classes, mapping = d.num_classes, d.mask_values
+        layout, csv, axes, spatial_dims = d.layout, d.csv, d.axes, cfg.model.spatial_dims
     index = discover(data_dir, layout, csv)
-    report = check_dataset(index, num_classes=classes, mask_values=mapping, progress=True)
+    if spatial_dims is None and index.samples:
+        spatial_dims = detect_spatial_dims(index.samples[0].image)
+    report = check_dataset(
+        index, num_classes=classes, mask_values=mapping, progress=True, spatial_dims=spatial_dims or 2, axes=axes
+    )
     typer.echo(report.format())
     if not report.ok:
         raise typer.Exit(1)
@@ -82,9 +86,13 @@ def split(
     from bioseg.data.layouts import discover
     from bioseg.data.splits import make_splits
     from bioseg.data.validate import check_dataset
+    from bioseg.io import detect_spatial_dims
 
     index = discover(data_dir)
-    presence = check_dataset(index).summary.get("class_presence") if stratified else None
+    presence = None
+    if stratified and index.samples:
+        dims = detect_spatial_dims(index.samples[0].image)
+        presence = check_dataset(index, spatial_dims=dims).summary.get("class_presence")
     out = make_splits(
         index,
         folds=folds,
@@ -113,9 +121,11 @@ def init_config(
     cfg = infer_config(data_dir, name=name)
     write_config(cfg, output, header=f"bioseg experiment inferred from {data_dir}\nEdit freely; see README.")
     d = cfg["data"]
+    what = "instance masks" if d["labels"] == "instance" else f"{len(d['classes'])} classes"
     typer.echo(
-        f"wrote {output}: {len(d['classes'])} classes, {d['in_channels']} input channel(s), "
-        f"patch {d['patch_size']}, batch {d['batch_size']}, normalisation {d['normalization']['mode']}"
+        f"wrote {output}: {cfg['model']['spatial_dims']}D, {what}, heads {', '.join(cfg['heads'])}, "
+        f"{d['in_channels']} input channel(s), patch {d['patch_size']}, batch {d['batch_size']}, "
+        f"normalisation {d['normalization']['mode']}"
     )
 
 
@@ -135,6 +145,61 @@ def train(
         typer.echo(f"initialised from model.init_from: {result.init_report}")
     score = f"{result.best_score:.4f}" if result.best_score is not None else "n/a"
     typer.echo(f"run folder: {result.run_dir}\nbest {result.monitor}: {score}\ncharts: {result.run_dir / 'charts'}")
+
+
+@app.command()
+def patches(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    output: Path = typer.Option(..., "--output", "-o", help="folder for the patch set"),
+    per_image: int = typer.Option(32, help="patches drawn per training image"),
+    fold: int | None = typer.Option(None, help="fold whose training images are used (default: data.fold)"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key, e.g. --set data.patch_size=[24,200,200]"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Precompute training patches with their targets and weight maps; train on them with data.patch_set."""
+    from bioseg.engine.trainer import write_patches
+
+    out = write_patches(config, output, per_image=per_image, fold=fold, overrides=overrides, progress=progress)
+    typer.echo(f"wrote the patch set to {out}; train on it with --set data.patch_set={out}")
+
+
+@app.command()
+def instances(
+    inputs: list[Path] = typer.Argument(..., help="boundary probability maps (<stem>_prob.tif from predict)"),
+    output: Path = typer.Option(Path("instances"), "--output", "-o", help="output folder"),
+    mode: str = typer.Option("boundary", help="boundary: watershed + agglomeration; foreground: split blobs"),
+    channel: int = typer.Option(0, help="channel of the probability map to use"),
+    threshold: float = typer.Option(0.5, help="boundary (or foreground) probability cut"),
+    seed_method: str = typer.Option("h_maxima", help="h_maxima or min_distance"),
+    h: float = typer.Option(2.0, help="seed dynamic (h_maxima)"),
+    min_distance: int = typer.Option(3, help="voxels between seeds"),
+    agglomeration: str = typer.Option("average", help="average, multicut or none"),
+    merge_threshold: float = typer.Option(0.5, help="average linkage: merge below this boundary probability"),
+    beta: float = typer.Option(0.5, help="multicut boundary bias"),
+    min_size: int = typer.Option(0, help="objects smaller than this (voxels) are merged or removed"),
+    max_size: int | None = typer.Option(None, help="objects larger than this (voxels) are removed"),
+    spacing: str | None = typer.Option(None, help="voxel size, e.g. 2,1,1 (z,y,x)"),
+) -> None:
+    """Objects from probability maps: <stem>_instances.tif per input (2D or 3D)."""
+    from bioseg.postprocess.files import instances_from_files
+
+    written = instances_from_files(
+        inputs,
+        output,
+        mode=mode,
+        channel=channel,
+        threshold=threshold,
+        seed_method=seed_method,
+        h=h,
+        min_distance=min_distance,
+        agglomeration=agglomeration,
+        merge_threshold=merge_threshold,
+        beta=beta,
+        min_size=min_size,
+        max_size=max_size,
+        spacing=[float(v) for v in spacing.split(",")] if spacing else None,
+    )
+    typer.echo(f"wrote {len(written)} instance label images to {output}")
 
 
 @app.command()

@@ -14,7 +14,7 @@ from bioseg.data.layouts import discover
 from bioseg.data.preprocess import dataset_percentiles
 from bioseg.data.validate import check_dataset
 from bioseg.errors import BiosegError
-from bioseg.io import read_image
+from bioseg.io import detect_spatial_dims, read_image, read_voxel_size
 
 SECTION_COMMENTS = {
     "name": "Run name: the run folder is <output_dir>/<name>/fold_<k>/",
@@ -71,9 +71,31 @@ def choose_normalization(images: list[np.ndarray]) -> dict[str, Any]:
     return {"mode": "dataset", "percentiles": [1.0, 99.8], "low": low, "high": high}
 
 
-def choose_patch(sizes: list[tuple[int, ...]], cap: int = 256) -> list[int]:
+def choose_patch(sizes: list[tuple[int, ...]], divisor: tuple[int, ...], caps: tuple[int, ...]) -> list[int]:
+    """The smallest image size per axis, capped, rounded down to the network's divisor (at least one)."""
     smallest = np.min(np.array(sizes), axis=0)
-    return [int(max(32, min(cap, (s // 16) * 16))) for s in smallest]
+    return [int(max(d, min(c, s) // d * d)) for s, d, c in zip(smallest, divisor, caps, strict=True)]
+
+
+def choose_pool_sizes(voxel_size: tuple[float, ...] | None, levels: int) -> list[list[int]] | None:
+    """Per-level pooling that leaves a coarse z axis alone until the voxels are about isotropic."""
+    if voxel_size is None or len(voxel_size) != 3:
+        return None
+    z, xy = float(voxel_size[0]), float(min(voxel_size[1:]))
+    pools = []
+    for _ in range(levels):
+        if z / xy >= 1.5:  # z still coarser than the in-plane axes: pool in-plane only
+            pools.append([1, 2, 2])
+            xy *= 2
+        else:
+            pools.append([2, 2, 2])
+            z, xy = z * 2, xy * 2
+    return None if all(p == [2, 2, 2] for p in pools) else pools
+
+
+def looks_like_instances(values: list[int], max_classes: int = 10) -> bool:
+    """Masks with many distinct values hold object ids, not class indices."""
+    return len(values) > max_classes
 
 
 def choose_batch(patch: list[int], in_channels: int, widths: list[int], memory_fraction: float = 0.25) -> int:
@@ -92,32 +114,44 @@ def infer_config(data_dir: str | Path, name: str | None = None, sample_images: i
     """The resolved experiment (as a dict) that suits the dataset in ``data_dir``."""
     data_dir = Path(data_dir).resolve()
     index = discover(data_dir)
-    report = check_dataset(index)
     if not index.samples:
         raise BiosegError(f"{data_dir} holds no image/mask pairs")
-    summary = report.summary
-    classes, mask_values = infer_classes(summary["mask_values"])
+    dims = detect_spatial_dims(index.samples[0].image)
+    report = check_dataset(index, spatial_dims=dims)
+    values = report.summary["mask_values"]
+    instances = looks_like_instances(values)
     step = max(1, len(index.samples) // sample_images)
-    images = [read_image(s.image) for s in index.samples[::step][:sample_images]]
+    images = [read_image(s.image, spatial_dims=dims) for s in index.samples[::step][:sample_images]]
     channels = informative_channels(images)
     picked = [img[channels] if channels else img for img in images]
     in_channels = picked[0].shape[0]
-    patch = choose_patch([img.shape[1:] for img in picked])
     model = config_mod.ModelConfig()
-    raw = {
-        "name": name or data_dir.name,
-        "output_dir": "runs",
-        "data": {
-            "root": str(data_dir),
-            "classes": classes,
-            "mask_values": mask_values,
-            "channels": channels,
-            "in_channels": in_channels,
-            "normalization": choose_normalization(picked),
-            "patch_size": patch,
-            "batch_size": choose_batch(patch, in_channels, model.widths),
-        },
+    voxel = read_voxel_size(index.samples[0].image) if dims == 3 else None
+    pools = choose_pool_sizes(voxel, len(model.widths) - 1) if dims == 3 else None
+    divisor = tuple(int(np.prod([p[a] for p in pools])) if pools else 2 ** (len(model.widths) - 1) for a in range(dims))
+    caps = (256, 256) if dims == 2 else (32, 128, 128)  # 3D: about half a million voxels a patch on a CPU
+    patch = choose_patch([img.shape[1:] for img in picked], divisor, caps)
+    data: dict[str, Any] = {
+        "root": str(data_dir),
+        "channels": channels,
+        "in_channels": in_channels,
+        "normalization": choose_normalization(picked),
+        "patch_size": patch,
+        "batch_size": choose_batch(patch, in_channels, model.widths),
     }
+    raw: dict[str, Any] = {"name": name or data_dir.name, "output_dir": "runs", "data": data}
+    raw["model"] = {"spatial_dims": dims, "pool_sizes": pools}
+    if voxel is not None:
+        data["voxel_size"] = list(voxel)
+    if instances:  # objects: learn their inside and their borders, then split them along the borders
+        data["labels"] = "instance"
+        raw["heads"] = {
+            "foreground": {"type": "binary", "target": "foreground"},
+            "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 3.0}},
+        }
+        raw["post"] = {"instances": {"mode": "boundary"}}
+    else:
+        data["classes"], data["mask_values"] = infer_classes(values)
     return config_mod.to_dict(config_mod.from_dict(raw, source=str(data_dir)))
 
 

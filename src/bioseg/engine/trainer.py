@@ -135,6 +135,27 @@ def initialise_from(cfg: Experiment, net: torch.nn.Module, run_dir: Path) -> str
     return report.summary()
 
 
+def write_patches(
+    config: Experiment | dict[str, Any] | str | Path,
+    out_dir: str | Path,
+    *,
+    per_image: int = 32,
+    fold: int | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+) -> Path:
+    """``bioseg patches``: the fold's training patches with their targets, computed once and stored."""
+    from bioseg.data.datamodule import load_samples
+    from bioseg.data.patch_set import write_patch_set
+
+    cfg = as_experiment(config, overrides)
+    if fold is not None:
+        cfg.data.fold = fold
+    index, split = checked_data(cfg)
+    samples = load_samples(index, split["train"], cfg, "train")
+    return write_patch_set(cfg, samples, Path(out_dir), patches_per_image=per_image, progress=progress)
+
+
 def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bool):
     t = cfg.train
     monitor, mode = (t.monitor, t.monitor_mode) if has_val else ("train/loss_epoch", "min")

@@ -716,3 +716,13 @@ def write_png(path: str | Path, array: np.ndarray) -> Path:
     Image.fromarray(np.ascontiguousarray(array)).save(path)
     return path
 
+
+
+def detect_spatial_dims(path: str | Path) -> int:
+    """2 for an image that reads as 2D, 3 for a stack that only reads as a volume."""
+    try:
+        read_image(path, spatial_dims=2)
+        return 2
+    except BiosegError:
+        read_image(path, spatial_dims=3)  # a file that reads neither way raises its own clear error
+        return 3
