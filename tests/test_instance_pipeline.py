@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import run_cli
 from skimage.segmentation import find_boundaries
 
 import bioseg
@@ -13,7 +14,6 @@ from bioseg import config
 from bioseg.data.head_targets import make_head_targets
 from bioseg.errors import BiosegError
 from bioseg.io import write_tiff
-from conftest import run_cli
 
 TINY_3D = [
     "train.epochs=1",

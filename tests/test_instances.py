@@ -96,7 +96,9 @@ def test_distance_transform_slice_without_background_and_all_true():
     assert np.isinf(ws.distance_transform(np.ones((5, 6), bool))).all()
 
 
-@pytest.mark.parametrize("shape, sigma, h", [((48, 49), 3.0, 0.3), ((15, 24, 25), 2.0, 0.2), ((64, 65), 8.0, 0.05)])
+@pytest.mark.parametrize(
+    "shape, sigma, h", [((48, 49), 3.0, 0.3), ((15, 24, 25), 2.0, 0.2), ((64, 65), 4.0, 0.2), ((20, 40, 41), 3.0, 0.15)]
+)
 def test_h_maxima_seeds_equal_skimage(shape, sigma, h):
     rng = np.random.default_rng(1)
     field = ndi.gaussian_filter(rng.random(shape), sigma)
