@@ -47,7 +47,7 @@ class DataConfig(Section):
     )
     axes: str | None = Field(default=None, description="axes of files without metadata, e.g. ZCYX")
     voxel_size: list[float] | None = Field(default=None, description="(z, y, x) or (y, x); None: from the files")
-    layout: Literal["auto", "pairs", "xy", "csv"] = "auto"
+    layout: Literal["auto", "pairs", "xy", "csv", "multitask", "zarr"] = "auto"
     csv: Path | None = Field(default=None, description="CSV with columns image,mask (layout csv)")
     classes: list[str] = Field(default_factory=lambda: ["background", "foreground"])
     mask_values: dict[int, int] | None = Field(
@@ -64,6 +64,9 @@ class DataConfig(Section):
     foreground_fraction: float = Field(default=0.5, ge=0, le=1, description="patches centred on foreground")
     num_workers: int = Field(default=0, ge=0)
     patch_set: Path | None = Field(default=None, description="precomputed patches ('bioseg patches') to train on")
+    resize: int | None = Field(
+        default=None, description="fit each image into a square of this size (aspect kept, padded); None: off"
+    )
 
     @property
     def num_classes(self) -> int:
@@ -129,6 +132,12 @@ class HeadConfig(Section):
     )
     boundary: BoundaryOptions = Field(default_factory=BoundaryOptions)
     weight_map: WeightMapOptions | None = None
+    source: str | None = Field(
+        default=None, description="mask folder / label image of this head (multitask, zarr); default: head name"
+    )
+    mask_values: dict[int, int] | None = Field(
+        default=None, description="raw → class mapping for this head's own masks (multitask, zarr)"
+    )
     loss: list[LossTerm] | None = None
     weight: float = Field(default=1.0, ge=0)
 
@@ -143,6 +152,20 @@ class HeadConfig(Section):
     @property
     def out_channels(self) -> int:
         return 1 if self.type == "binary" else self.classes
+
+
+class HeadFreezingConfig(Section):
+    """Freeze a head whose validation metric reaches ``freeze_above``; unfreeze it at ``unfreeze_below``."""
+
+    metric: str = Field(default="dice_mean", description="per-head validation metric, e.g. dice_mean, cldice")
+    freeze_above: float = Field(default=0.95, gt=0, le=1)
+    unfreeze_below: float = Field(default=0.9, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> HeadFreezingConfig:
+        if self.unfreeze_below > self.freeze_above:
+            raise ValueError("unfreeze_below must not exceed freeze_above")
+        return self
 
 
 class TrainConfig(Section):
@@ -160,6 +183,8 @@ class TrainConfig(Section):
     deterministic: bool = False
     snapshots: int = Field(default=3, ge=0, description="validation overlays written at the end")
     max_time_minutes: float | None = Field(default=None, description="stop training after this wall time")
+    head_freezing: HeadFreezingConfig | None = Field(default=None, description="None: heads never freeze")
+    animation: bool = Field(default=True, description="charts/training.gif: every head on one val image per epoch")
 
 
 class OptimConfig(Section):

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from bioseg.config import Experiment
-from bioseg.data.dataset import LoadedSample, PatchDataset, WholeImageDataset, load_sample
+from bioseg.data.dataset import LoadedSample, PatchDataset, WholeImageDataset, fill_missing_weights, load_sample
 from bioseg.data.layouts import DatasetIndex
 from bioseg.data.patch_set import PatchSetDataset
 from bioseg.errors import BiosegError
@@ -21,7 +21,9 @@ def load_samples(index: DatasetIndex, names: list[str], cfg: Experiment, what: s
             f"the {what} split names {len(missing)} sample(s) not in {index.root} (first: {missing[0]}); "
             f"re-run 'bioseg split {index.root}'"
         )
-    return [load_sample(by_name[n], cfg) for n in tqdm(names, desc=f"loading {what}", leave=False)]
+    samples = [load_sample(by_name[n], cfg) for n in tqdm(names, desc=f"loading {what}", leave=False)]
+    fill_missing_weights(samples)
+    return samples
 
 
 class SegmentationDataModule(L.LightningDataModule):

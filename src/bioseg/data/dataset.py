@@ -19,6 +19,7 @@ from bioseg.config import DataConfig, Experiment
 from bioseg.data.head_targets import make_head_targets
 from bioseg.data.layouts import Sample
 from bioseg.data.preprocess import map_mask, normalize, select_channels
+from bioseg.data.resize import fit_to_square, plan_fit
 from bioseg.io import read_image, read_mask, read_voxel_size
 
 
@@ -51,13 +52,31 @@ def prepare_image(raw: np.ndarray, data: DataConfig, name: str) -> np.ndarray:
     return normalize(image, norm.mode, norm.percentiles, norm.low, norm.high)
 
 
-def read_label_mask(path: Path, cfg: Experiment) -> np.ndarray:
-    """A mask as the config reads it: mapped class indices, or instance ids kept as they are."""
+def read_label_mask(path: Path, cfg: Experiment, head: str | None = None) -> np.ndarray:
+    """A mask as the config reads it: mapped class indices, or instance ids kept as they are.
+
+    ``head``: the mask is that head's own file (multitask, zarr), mapped by the head's mask_values.
+    """
     d = cfg.data
     raw = read_mask(path, spatial_dims=cfg.model.spatial_dims, axes=_mask_axes(d.axes))
     if d.labels == "instance":
         return raw.astype(np.int64, copy=False)
+    if head is not None:
+        h = cfg.heads[head]
+        return map_mask(raw, h.mask_values, h.classes, str(path))
     return map_mask(raw, d.mask_values, d.num_classes, str(path))
+
+
+def read_head_masks(sample: Sample, cfg: Experiment) -> np.ndarray | dict[str, np.ndarray | None]:
+    """One mask for every head, or (when the sample has a mask per head) each head's own mask."""
+    if not sample.masks:
+        return read_label_mask(sample.mask, cfg)
+    return {
+        name: read_label_mask(sample.masks[head.source or name], cfg, name)
+        if (head.source or name) in sample.masks
+        else None
+        for name, head in cfg.heads.items()
+    }
 
 
 def _mask_axes(axes: str | None) -> str | None:
@@ -74,9 +93,28 @@ def voxel_spacing(path: Path, cfg: Experiment) -> tuple[float, ...] | None:
 def load_sample(sample: Sample, cfg: Experiment) -> LoadedSample:
     dims = cfg.model.spatial_dims
     image = prepare_image(read_input(sample.image, cfg.data, dims), cfg.data, str(sample.image))
-    mask = read_label_mask(sample.mask, cfg)
-    targets, weights = make_head_targets(mask, cfg, voxel_spacing(sample.image, cfg))
-    return LoadedSample(sample.name, image, targets, weights, mask)
+    masks = read_head_masks(sample, cfg)
+    if cfg.data.resize:  # whole specimens at a fixed size: image linear, masks nearest, both padded
+        fit = plan_fit(image.shape[1:], cfg.data.resize)
+        image = fit_to_square(image, fit)
+        masks = _fit_masks(masks, fit)
+    targets, weights = make_head_targets(masks, cfg, voxel_spacing(sample.image, cfg))
+    return LoadedSample(sample.name, image, targets, weights, masks if not isinstance(masks, dict) else None)
+
+
+def _fit_masks(masks, fit):
+    if isinstance(masks, dict):
+        return {k: None if m is None else fit_to_square(m[None], fit, nearest=True)[0] for k, m in masks.items()}
+    return fit_to_square(masks[None], fit, nearest=True)[0]
+
+
+def fill_missing_weights(samples: list[LoadedSample]) -> None:
+    """Batches need the same keys in every item: give weight maps of ones to samples that lack a head's
+    map while another sample has one (a missing mask, a head with a U-Net weight map)."""
+    heads = {h for s in samples for h in s.weights}
+    for s in samples:
+        for h in heads - set(s.weights):
+            s.weights[h] = np.ones(s.targets[h].shape, np.float32)
 
 
 def pad_to(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:

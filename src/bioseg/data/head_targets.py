@@ -32,17 +32,33 @@ def head_target(mask: np.ndarray, head: HeadConfig, labels_kind: str, instances:
 
 
 def make_head_targets(
-    mask: np.ndarray, cfg: Experiment, spacing: tuple[float, ...] | None = None, with_weights: bool = True
+    mask: np.ndarray | dict[str, np.ndarray | None],
+    cfg: Experiment,
+    spacing: tuple[float, ...] | None = None,
+    with_weights: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Targets ``{head: (*spatial) int}`` and weight maps ``{head: (*spatial) float32}`` (heads with one)."""
-    needs_instances = any(
-        h.target in ("boundary", "three_class") or (with_weights and h.weight_map is not None)
-        for h in cfg.heads.values()
-    )
-    instances = instance_labels(mask, cfg.data.labels) if needs_instances else None
+    """Targets ``{head: (*spatial) int}`` and weight maps ``{head: (*spatial) float32}``.
+
+    ``mask`` is one mask for every head, or a mask per head (None: this sample has no mask for that
+    head — its target is empty and its weight map all zero, so the head learns nothing from it).
+    """
+    per_head = mask if isinstance(mask, dict) else {name: mask for name in cfg.heads}
+    cache: dict[int, np.ndarray] = {}  # instance labels, computed once per distinct mask
     targets, weights = {}, {}
     for name, head in cfg.heads.items():
-        targets[name] = head_target(mask, head, cfg.data.labels, instances)
+        m = per_head.get(name)
+        if m is None:
+            shape = next(v.shape for v in per_head.values() if v is not None)
+            targets[name] = np.zeros(shape, np.uint8 if head.classes <= 255 else np.int64)
+            weights[name] = np.zeros(shape, np.float32)
+            continue
+        needs = head.target in ("boundary", "three_class") or (with_weights and head.weight_map is not None)
+        instances = None
+        if needs:
+            if id(m) not in cache:
+                cache[id(m)] = instance_labels(m, cfg.data.labels)
+            instances = cache[id(m)]
+        targets[name] = head_target(m, head, cfg.data.labels, instances)
         if with_weights and head.weight_map is not None:
             w = head.weight_map
             weights[name] = unet_weight_map(

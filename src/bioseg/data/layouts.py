@@ -25,24 +25,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bioseg.data.layouts_multitask import discover_multitask, discover_zarr, is_multitask, is_zarr_collection
 from bioseg.errors import BiosegError
 from bioseg.io.images import IMAGE_SUFFIXES
 
 LAYOUTS_HELP = (
     "accepted layouts: 'pairs' = DIR/images/ + DIR/masks/ paired by file name; "
     "'xy' = DIR/train/x + DIR/train/y (optional val/x|y, test/x|y); "
-    "'csv' = a CSV file with columns image,mask (paths relative to the CSV)"
+    "'csv' = a CSV file with columns image,mask (paths relative to the CSV); "
+    "'multitask' = DIR/train/images + DIR/train/masks/<head>/ (one folder per head); "
+    "'zarr' = DIR/*.zarr OME-Zarr stores with labels/<head>"
 )
 PRESPLIT_PARTS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One image and its mask (``None`` when it has none); ``name`` is unique in its dataset."""
+    """One image and its mask (``None`` when it has none); ``name`` is unique in its dataset.
+
+    ``masks`` maps head names to their own mask files (multitask and zarr layouts); a head that is
+    absent there has no mask for this sample.
+    """
 
     name: str
     image: Path
     mask: Path | None
+    masks: dict[str, Path] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass
@@ -89,7 +97,7 @@ def natural_key(text: str) -> list[int | str]:
 
 def discover(
     root: str | Path,
-    layout: Literal["auto", "pairs", "xy", "csv"] = "auto",
+    layout: Literal["auto", "pairs", "xy", "csv", "multitask", "zarr"] = "auto",
     csv: str | Path | None = None,
 ) -> DatasetIndex:
     """Find the samples under ``root`` in the given layout (``auto``: the one the folder has).
@@ -101,8 +109,8 @@ def discover(
     root = Path(root)
     if not root.exists():
         raise BiosegError(f"dataset folder {root} does not exist; check data.root (or the DATA_DIR argument)")
-    if layout not in ("auto", "pairs", "xy", "csv"):
-        raise BiosegError(f"unknown layout '{layout}'; use auto, pairs, xy or csv")
+    if layout not in ("auto", "pairs", "xy", "csv", "multitask", "zarr"):
+        raise BiosegError(f"unknown layout '{layout}'; use auto, pairs, xy, csv, multitask or zarr")
     if layout == "auto":
         layout = _detect(root, csv)
     if layout == "csv":
@@ -111,6 +119,10 @@ def discover(
         raise BiosegError(f"{root} is a file, not a dataset folder; {LAYOUTS_HELP}")
     if layout == "pairs":
         return _discover_pairs(root)
+    if layout == "multitask":
+        return discover_multitask(root)
+    if layout == "zarr":
+        return discover_zarr(root)
     return _discover_xy(root)
 
 
@@ -122,6 +134,10 @@ def _detect(root: Path, csv: str | Path | None) -> str:
             return "pairs"
         if (root / "train" / "x").is_dir():
             return "xy"
+        if is_multitask(root):
+            return "multitask"
+        if is_zarr_collection(root):
+            return "zarr"
         if len(_csv_files(root)) == 1:
             return "csv"
     found = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in _visible(root))[:8]) or "nothing"

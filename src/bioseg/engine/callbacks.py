@@ -48,9 +48,7 @@ class EpochMetricsCSV(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # after a resume, keep the rows of the epochs the checkpoint already covers
-        self.rows = [
-            r for r in read_metrics_csv(self.path) if r.get("epoch", math.inf) < trainer.current_epoch
-        ]
+        self.rows = [r for r in read_metrics_csv(self.path) if r.get("epoch", math.inf) < trainer.current_epoch]
         self._elapsed_before = self.rows[-1].get("time_s", 0.0) if self.rows else 0.0
         self._start = time.monotonic()
 
@@ -88,7 +86,5 @@ class TrainingCharts(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.draw()
 
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.draw()

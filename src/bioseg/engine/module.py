@@ -60,18 +60,16 @@ class SegmentationModule(L.LightningModule):
         self.cfg = Experiment.model_validate(config)
         self.net = build_network(self.cfg)
         self.loss = build_loss(self.cfg.heads)
-        self.augment = (
-            build_augmentation(self.cfg.augment, self.cfg.model.spatial_dims) if self.cfg.augment else None
-        )
+        self.augment = build_augmentation(self.cfg.augment, self.cfg.model.spatial_dims) if self.cfg.augment else None
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self._confusion: dict[str, torch.Tensor] = {}
+        self._cldice: dict[str, list[float]] = {}
+        self.frozen_heads: set[str] = set()  # see engine/head_freezing.py
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(x)
 
-    def on_after_batch_transfer(
-        self, batch: dict[str, torch.Tensor], dataloader_idx: int
-    ) -> dict[str, torch.Tensor]:
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         if self.trainer is not None and self.trainer.training and self.augment is not None:
             moving = {k: v for k, v in batch.items() if k.startswith(("target/", "weight/"))}
             image, moved = self.augment(batch["image"], moving, generator=self.generator)
@@ -86,6 +84,8 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         outputs = self.net(batch["image"])
         targets, weights = batch_targets(batch, self.cfg.heads)
+        for head in self.frozen_heads:  # a frozen head takes no loss
+            targets.pop(head, None)
         total, parts = self.loss(outputs, targets, weights)
         if not torch.isfinite(total):
             self._stop_on_nan(total)
@@ -121,7 +121,18 @@ class SegmentationModule(L.LightningModule):
         )
 
     def on_validation_epoch_start(self) -> None:
-        self._confusion = {}
+        self._confusion, self._cldice = {}, {}
+
+    @property
+    def _cldice_heads(self) -> set[str]:
+        """Binary heads trained with a clDice term are also scored with the clDice metric."""
+        return {n for n, h in self.cfg.heads.items() if h.type == "binary" and any(t.name == "cldice" for t in h.loss)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["frozen_heads"] = sorted(self.frozen_heads)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.frozen_heads = set(checkpoint.get("frozen_heads", []))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         for i in range(batch["image"].shape[0]):
@@ -133,7 +144,15 @@ class SegmentationModule(L.LightningModule):
             for name, head in self.cfg.heads.items():
                 labels = to_labels(activate(logits[name], head.type), head.type, self.cfg.infer.threshold)
                 truth = batch[f"target/{name}"][i, 0]
-                cm = confusion_matrix(labels, truth, head.classes).to(self.device)
+                weight = batch.get(f"weight/{name}")
+                valid = weight[i, 0] > 0 if weight is not None else None  # 0: no mask for this head here
+                if valid is not None and not bool(valid.any()):
+                    continue
+                cm = confusion_matrix(labels, truth, head.classes, valid=valid).to(self.device)
+                if name in self._cldice_heads:
+                    from bioseg.metrics.skeleton import cldice_score
+
+                    self._cldice.setdefault(name, []).append(cldice_score(labels.cpu().numpy(), truth.cpu().numpy()))
                 self._confusion[name] = self._confusion.get(name, 0) + cm
 
     def on_validation_epoch_end(self) -> None:
@@ -150,6 +169,8 @@ class SegmentationModule(L.LightningModule):
         for key, values in means.items():
             if values:
                 self.log(f"val/{key}", sum(values) / len(values), prog_bar=key == "dice_mean")
+        for name, values in self._cldice.items():
+            self.log(f"val/{name}/cldice", sum(values) / len(values))
 
     def _class_names(self, head: str) -> list[str]:
         return class_names(self.cfg, head)
@@ -160,9 +181,7 @@ class SegmentationModule(L.LightningModule):
         o, s = self.cfg.optim, self.cfg.sched
         params = [p for p in self.parameters() if p.requires_grad]
         if o.name == "sgd":
-            opt = torch.optim.SGD(
-                params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True
-            )
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
         elif o.name == "adam":
             opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         else:
@@ -179,9 +198,7 @@ class SegmentationModule(L.LightningModule):
         else:
             warmup = int(s.warmup_epochs * steps_per_epoch)
             floor = s.min_lr / o.lr
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, warmup_then(warmup, total, s.name == "cosine", floor)
-            )
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_then(warmup, total, s.name == "cosine", floor))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

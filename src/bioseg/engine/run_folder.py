@@ -73,9 +73,7 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
     try:
         meta = json.loads((model_dir / META).read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise BiosegError(
-            f"{model_dir / META} cannot be read ({err}); re-export the model by training again"
-        ) from None
+        raise BiosegError(f"{model_dir / META} cannot be read ({err}); re-export the model by training again") from None
     if meta.get("format") != "bioseg-model":
         raise BiosegError(f"{model_dir / META} is not a bioseg model description")
     return meta

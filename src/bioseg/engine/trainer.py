@@ -173,6 +173,11 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
         EpochMetricsCSV(run_dir / "metrics.csv"),
         TrainingCharts(run_dir / "metrics.csv", run_dir / "charts"),
     ]
+    if t.head_freezing is not None:
+        from bioseg.engine.head_freezing import HeadFreezing
+
+        f = t.head_freezing
+        callbacks.append(HeadFreezing(f.metric, f.freeze_above, f.unfreeze_below))
     if t.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)

@@ -4,6 +4,7 @@ All losses take logits and apply the sigmoid/softmax once, inside; see :mod:`bio
 for the shape and weighting conventions.
 """
 
+from bioseg.losses import cldice  # noqa: F401  (registers the 'cldice' term)
 from bioseg.losses.composite import CompositeLoss, HeadLoss, build_loss
 from bioseg.losses.functional import bce_loss, ce_loss, focal_loss, iou_loss, soft_dice_loss, tversky_loss
 from bioseg.losses.terms import LOSSES, LossModule, build_term

@@ -138,19 +138,19 @@ def _local_maxima(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return plateaus, where, image.ravel()[where]
 
 
-def _dome_has_no_higher(image: np.ndarray, centre: tuple[int, ...], peak: float, floor: float) -> bool:
+def _dome_has_no_higher(image: np.ndarray, centre: tuple[int, ...], higher: float, floor: float) -> bool:
     """Whether the connected component of ``image > floor`` around ``centre`` (full connectivity) holds
-    no voxel above ``peak``. Looks in a window around ``centre`` that doubles until the component either
-    shows a higher voxel or lies inside the window."""
+    no voxel above ``higher``. Looks in a window around ``centre`` that doubles until the component
+    either shows a higher voxel or lies inside the window. Comparisons in float64."""
     footprint = np.ones((3,) * image.ndim, bool)
     radius = 4
     while True:
         lo = [max(c - radius, 0) for c in centre]
         hi = [min(c + radius + 1, s) for c, s in zip(centre, image.shape, strict=True)]
-        window = image[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+        window = image[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))].astype(np.float64)
         comps, _ = ndi.label(window > floor, structure=footprint)
         dome = comps == comps[tuple(c - a for c, a in zip(centre, lo, strict=True))]
-        if (window[dome] > peak).any():
+        if (window[dome] > higher).any():
             return False
         clipped = [a > 0 or b < s for a, b, s in zip(lo, hi, image.shape, strict=True)]
         touches = False
@@ -175,8 +175,10 @@ def h_maxima_seeds(image: np.ndarray, h: float) -> np.ndarray:
     ``(*spatial)`` float → int32 labels 1..n, one per peak plateau, 0 elsewhere. A local maximum of
     value M is kept when no voxel above M can be reached from it without descending to M - h or
     lower (full connectivity) — the peaks ``skimage.morphology.h_maxima(image, h)`` returns. Only
-    maxima with value > 0 count. Each maximum is decided in a window around it, so the cost follows
-    the number of maxima and the size of their domes, not of the image.
+    maxima with value > 0 count. Values are compared exactly: scikit-image also treats values within
+    float rounding (2·eps relative) of a peak as part of it, which on float32 maps adds a few seeds
+    along flat ridges. Each maximum is decided in a window around it, so the cost follows the number
+    of maxima and the size of their domes, not of the image.
     """
     image = np.asarray(image)
     if h <= 0:
