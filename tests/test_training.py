@@ -39,8 +39,7 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(cells_dir, tmp_path, monke
 
 def test_same_seed_same_weights(cells_dir, tmp_path):
     results = [
-        bioseg.train(tiny_config(cells_dir, tmp_path, name=f"r{i}"), overrides=TINY, progress=False)
-        for i in range(2)
+        bioseg.train(tiny_config(cells_dir, tmp_path, name=f"r{i}"), overrides=TINY, progress=False) for i in range(2)
     ]
     from safetensors.torch import load_file
 
@@ -135,3 +134,40 @@ def test_isbi_em_end_to_end_with_mapped_membrane_masks(tmp_path):
     truth = read_mask(data / "masks" / f"{row['image']}.png") == 0
     dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
     assert float(row["dice/membrane"]) == pytest.approx(dice, abs=1e-6)
+
+
+def test_random_channel_spec_trains_and_predicts_deterministically(tmp_path):
+    import numpy as np
+
+    from bioseg.data.layouts import discover
+    from bioseg.data.splits import make_splits
+    from bioseg.io import write_tiff
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:24, 6:20] = 1
+        # the object shows in channels 0 and 2 (two stains), channel 1 is noise only
+        image = np.stack(
+            [
+                mask * 200 + rng.integers(0, 30, mask.shape),
+                rng.integers(0, 255, mask.shape),
+                mask * 120 + rng.integers(0, 30, mask.shape),
+            ]
+        ).astype(np.uint8)
+        write_tiff(tmp_path / "d" / "images" / f"{i}.tif", image, axes="CYX")
+        write_tiff(tmp_path / "d" / "masks" / f"{i}.tif", mask)
+    make_splits(discover(tmp_path / "d"), folds=1, test_split=0.2, val_split=0.2)
+    cfg = tiny_config(tmp_path / "d", tmp_path / "runs")
+    cfg["data"]["channels"] = [{"random": [0, 2]}, {"index": 1, "dropout": 0.5}]
+    cfg["data"]["in_channels"] = 2
+    result = bioseg.train(cfg, overrides=TINY, progress=False)
+    meta = json.loads((result.model_dir / "model.json").read_text())
+    assert meta["channels"] == [{"random": [0, 2]}, {"index": 1, "dropout": 0.5}]
+    predictor = bioseg.Predictor.from_run(result.run_dir)
+    first = predictor.predict(image).probabilities["mask"]
+    assert np.array_equal(first, predictor.predict(image).probabilities["mask"])  # eval: no draws
+    bad = dict(cfg, name="bad")
+    bad["data"] = dict(cfg["data"], channels=[{"randm": [0, 2]}])
+    with pytest.raises(BiosegError, match="randm"):
+        bioseg.train(bad, overrides=TINY, progress=False)

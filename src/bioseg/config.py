@@ -53,7 +53,12 @@ class DataConfig(Section):
     mask_values: dict[int, int] | None = Field(
         default=None, description="raw mask value → class index, e.g. {255: 1}; None: values are classes"
     )
-    channels: list[int] | None = Field(default=None, description="input channels to use; None: all")
+    channels: list[int | str | dict[str, Any]] | None = Field(
+        default=None,
+        description="one entry per model input: index, name, {random: [..]}, {merge: [..], mode, dropout}, "
+        "{index: i, dropout: p}, blank; None: all channels",
+    )
+    channel_names: list[str] | None = Field(default=None, description="names of the image channels, in order")
     in_channels: int = Field(default=1, ge=1, description="channels the model sees")
     normalization: Normalization = Field(default_factory=Normalization)
     splits_dir: Path | None = Field(default=None, description="default: <root>/splits")
@@ -71,6 +76,18 @@ class DataConfig(Section):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @field_validator("channels")
+    @classmethod
+    def _valid_channel_spec(cls, v: list | None) -> list | None:
+        if v is not None:
+            from bioseg.data.channels import parse_channel_spec
+
+            try:
+                parse_channel_spec(v)
+            except BiosegError as err:
+                raise ValueError(str(err)) from None
+        return v
 
     @field_validator("classes")
     @classmethod

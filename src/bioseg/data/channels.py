@@ -94,15 +94,12 @@ def _parse_source(value: Any, i: int, what: str) -> Source:
 def _parse_set(value: Any, i: int, key: str) -> tuple[Source, ...]:
     if not isinstance(value, list | tuple) or not value:
         raise BiosegError(
-            f"{_where(i)}: '{key}' is {value!r}; expected a non-empty list of channels, "
-            f"e.g. {{{key}: [0, 3, 6]}}"
+            f"{_where(i)}: '{key}' is {value!r}; expected a non-empty list of channels, e.g. {{{key}: [0, 3, 6]}}"
         )
     members = tuple(_parse_source(v, i, f"'{key}' member {v!r}") for v in value)
     twice = sorted({str(m) for m in members if members.count(m) > 1})
     if twice:
-        raise BiosegError(
-            f"{_where(i)}: '{key}' lists channel {twice[0]} more than once; list each channel once"
-        )
+        raise BiosegError(f"{_where(i)}: '{key}' lists channel {twice[0]} more than once; list each channel once")
     return members
 
 
@@ -118,9 +115,7 @@ def _parse_mapping(raw: dict, i: int) -> ChannelEntry:
     unknown = [k for k in raw if k not in _ALL_KEYS]
     if unknown:
         key = str(unknown[0])
-        raise BiosegError(
-            f"{_where(i)}: unknown key '{key}'.{did_you_mean(key, _ALL_KEYS)} Valid forms: {VALID_FORMS}"
-        )
+        raise BiosegError(f"{_where(i)}: unknown key '{key}'.{did_you_mean(key, _ALL_KEYS)} Valid forms: {VALID_FORMS}")
     forms = [k for k in _FORM_KEYS if k in raw]
     if len(forms) != 1:
         found = "none of index, random, merge, blank" if not forms else "both " + " and ".join(forms)
@@ -136,9 +131,7 @@ def _parse_mapping(raw: dict, i: int) -> ChannelEntry:
     dropout = _parse_dropout(raw["dropout"], i) if "dropout" in raw else 0.0
     if form == "blank":
         if raw["blank"] is not True:
-            raise BiosegError(
-                f"{_where(i)}: blank is {raw['blank']!r}; write {{blank: true}} or just 'blank'"
-            )
+            raise BiosegError(f"{_where(i)}: blank is {raw['blank']!r}; write {{blank: true}} or just 'blank'")
         return ChannelEntry("blank")
     if form == "index":
         return ChannelEntry("index", (_parse_source(raw["index"], i, "index"),), dropout=dropout)
@@ -204,23 +197,16 @@ def _resolve_name(name: str, i: int, channel_names: Sequence[str] | None) -> int
         )
     folded = [n for n in names if n.casefold() == name.casefold()]
     hint = f" Did you mean '{folded[0]}'?" if folded else did_you_mean(name, names)
-    raise BiosegError(
-        f"{_where(i)} names channel '{name}', which is not among the channels ({available}).{hint}"
-    )
+    raise BiosegError(f"{_where(i)} names channel '{name}', which is not among the channels ({available}).{hint}")
 
 
 def _as_index(s: Source, i: int, channel_names: Sequence[str] | None) -> int:
     return s if isinstance(s, int) else _resolve_name(s, i, channel_names)
 
 
-def resolve_channel_names(
-    entries: Sequence[ChannelEntry], channel_names: Sequence[str] | None
-) -> list[ChannelEntry]:
+def resolve_channel_names(entries: Sequence[ChannelEntry], channel_names: Sequence[str] | None) -> list[ChannelEntry]:
     """Entries with every channel name replaced by its index in ``channel_names`` (exact, case-sensitive)."""
-    return [
-        replace(e, sources=tuple(_as_index(s, i, channel_names) for s in e.sources))
-        for i, e in enumerate(entries)
-    ]
+    return [replace(e, sources=tuple(_as_index(s, i, channel_names) for s in e.sources)) for i, e in enumerate(entries)]
 
 
 def _check_range(entries: Sequence[ChannelEntry], found: int, name: str, names: Sequence[str] | None) -> None:
@@ -268,9 +254,7 @@ def map_channels(
         raise BiosegError(f"{name} has shape {tuple(image.shape)}; expected (C, *spatial)")
     _check_range(entries, image.shape[0], name, channel_names)
     if train and rng is None and any(e.stochastic for e in entries):
-        raise BiosegError(
-            "the channel spec has random or dropout entries: training needs an rng (np.random.Generator)"
-        )
+        raise BiosegError("the channel spec has random or dropout entries: training needs an rng (np.random.Generator)")
     out = np.empty((len(entries), *image.shape[1:]), np.float32)
     for k, e in enumerate(entries):
         members = [int(s) for s in e.sources]
@@ -356,9 +340,7 @@ class ChannelMapper:
         name: str = "image",
     ) -> np.ndarray:
         """``image`` ``(C, *spatial)`` → ``(n_out, *spatial)`` float32; training draws need ``rng``."""
-        return map_channels(
-            image, self.resolved, train=train, rng=rng, name=name, channel_names=self.channel_names
-        )
+        return map_channels(image, self.resolved, train=train, rng=rng, name=name, channel_names=self.channel_names)
 
     def describe(self) -> list[str]:
         """One human-readable line per output channel, for logs and reports."""
@@ -370,4 +352,3 @@ class ChannelMapper:
 
     def __repr__(self) -> str:
         return f"ChannelMapper({self.to_config()!r})"
-

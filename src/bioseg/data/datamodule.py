@@ -7,13 +7,21 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from bioseg.config import Experiment
-from bioseg.data.dataset import LoadedSample, PatchDataset, WholeImageDataset, fill_missing_weights, load_sample
+from bioseg.data.dataset import (
+    LoadedSample,
+    PatchDataset,
+    WholeImageDataset,
+    channel_mapper,
+    fill_missing_weights,
+    load_sample,
+)
 from bioseg.data.layouts import DatasetIndex
 from bioseg.data.patch_set import PatchSetDataset
 from bioseg.errors import BiosegError
 
 
 def load_samples(index: DatasetIndex, names: list[str], cfg: Experiment, what: str) -> list[LoadedSample]:
+    """Load the named samples; training samples keep every channel when the channel spec is random."""
     by_name = {s.name: s for s in index.samples}
     missing = [n for n in names if n not in by_name]
     if missing:
@@ -21,7 +29,8 @@ def load_samples(index: DatasetIndex, names: list[str], cfg: Experiment, what: s
             f"the {what} split names {len(missing)} sample(s) not in {index.root} (first: {missing[0]}); "
             f"re-run 'bioseg split {index.root}'"
         )
-    samples = [load_sample(by_name[n], cfg) for n in tqdm(names, desc=f"loading {what}", leave=False)]
+    train = what == "train"
+    samples = [load_sample(by_name[n], cfg, train) for n in tqdm(names, desc=f"loading {what}", leave=False)]
     fill_missing_weights(samples)
     return samples
 
@@ -49,10 +58,17 @@ class SegmentationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         d = self.cfg.data
         if d.patch_set is not None:
-            self._train_set = PatchSetDataset(d.patch_set, self.cfg, d.patches_per_epoch, seed=self.cfg.seed)
+            self._train_set = PatchSetDataset(
+                d.patch_set, self.cfg, d.patches_per_epoch, seed=self.cfg.seed, channels=self._random_channels()
+            )
         else:
             self._train_set = PatchDataset(
-                self.train_samples, d.patch_size, d.patches_per_epoch, d.foreground_fraction, seed=self.cfg.seed
+                self.train_samples,
+                d.patch_size,
+                d.patches_per_epoch,
+                d.foreground_fraction,
+                seed=self.cfg.seed,
+                channels=self._random_channels(),
             )
         if self.trainer is not None:
             self._train_set.set_epoch(self.trainer.current_epoch)
@@ -64,6 +80,10 @@ class SegmentationDataModule(L.LightningDataModule):
             persistent_workers=False,
             drop_last=len(self._train_set) >= d.batch_size,
         )
+
+    def _random_channels(self):
+        mapper = channel_mapper(self.cfg.data)
+        return mapper if mapper is not None and mapper.stochastic else None
 
     def val_dataloader(self) -> DataLoader:
         # whole images of possibly different sizes: one per batch

@@ -16,10 +16,12 @@ import torch
 from torch.utils.data import Dataset
 
 from bioseg.config import DataConfig, Experiment
+from bioseg.data.channels import ChannelMapper, is_channel_spec_simple
 from bioseg.data.head_targets import make_head_targets
 from bioseg.data.layouts import Sample
 from bioseg.data.preprocess import map_mask, normalize, select_channels
 from bioseg.data.resize import fit_to_square, plan_fit
+from bioseg.errors import BiosegError
 from bioseg.io import read_image, read_mask, read_voxel_size
 
 
@@ -45,11 +47,35 @@ def read_input(path: Path, data: DataConfig, spatial_dims: int) -> np.ndarray:
     return read_image(path, spatial_dims=spatial_dims, axes=data.axes)
 
 
-def prepare_image(raw: np.ndarray, data: DataConfig, name: str) -> np.ndarray:
-    """The model input for a raw ``(C, *spatial)`` image: channel selection, then normalisation."""
-    image = select_channels(raw, data.channels, data.in_channels, name)
+def channel_mapper(data: DataConfig) -> ChannelMapper | None:
+    """The mapper for a channel spec beyond a plain list of indices (None: plain selection)."""
+    if is_channel_spec_simple(data.channels):
+        return None
+    mapper = ChannelMapper(data.channels, data.channel_names)
+    if mapper.n_out != data.in_channels:
+        raise BiosegError(
+            f"data.channels makes {mapper.n_out} input channel(s) but data.in_channels is {data.in_channels}; "
+            "set data.in_channels to match"
+        )
+    return mapper
+
+
+def normalise_image(image: np.ndarray, data: DataConfig) -> np.ndarray:
     norm = data.normalization
     return normalize(image, norm.mode, norm.percentiles, norm.low, norm.high)
+
+
+def prepare_image(raw: np.ndarray, data: DataConfig, name: str) -> np.ndarray:
+    """The model input for a raw ``(C, *spatial)`` image, as at validation and prediction: plain channel
+    selection then normalisation, or normalisation of every channel then the (deterministic) channel spec."""
+    mapper = channel_mapper(data)
+    if mapper is None:
+        return normalise_image(select_channels(raw, data.channels, data.in_channels, name), data)
+    if data.normalization.mode == "dataset" and len(data.normalization.low or []) != raw.shape[0]:
+        raise BiosegError(
+            f"{name}: with a channel spec, normalization.low/high need one value per image channel ({raw.shape[0]})"
+        )
+    return mapper(normalise_image(raw, data), train=False, name=name)
 
 
 def read_label_mask(path: Path, cfg: Experiment, head: str | None = None) -> np.ndarray:
@@ -90,9 +116,15 @@ def voxel_spacing(path: Path, cfg: Experiment) -> tuple[float, ...] | None:
     return tuple(size) if size else None
 
 
-def load_sample(sample: Sample, cfg: Experiment) -> LoadedSample:
+def load_sample(sample: Sample, cfg: Experiment, train: bool = False) -> LoadedSample:
+    """``train`` with a random channel spec keeps every normalised channel: the draw is made per patch."""
     dims = cfg.model.spatial_dims
-    image = prepare_image(read_input(sample.image, cfg.data, dims), cfg.data, str(sample.image))
+    raw = read_input(sample.image, cfg.data, dims)
+    mapper = channel_mapper(cfg.data)
+    if train and mapper is not None and mapper.stochastic:
+        image = normalise_image(raw, cfg.data)
+    else:
+        image = prepare_image(raw, cfg.data, str(sample.image))
     masks = read_head_masks(sample, cfg)
     if cfg.data.resize:  # whole specimens at a fixed size: image linear, masks nearest, both padded
         fit = plan_fit(image.shape[1:], cfg.data.resize)
@@ -155,7 +187,9 @@ class PatchDataset(Dataset):
         foreground_fraction: float = 0.5,
         seed: int = 0,
         max_foreground_points: int = 4096,
+        channels: ChannelMapper | None = None,
     ) -> None:
+        self.channels = channels  # a random channel spec, drawn per patch
         self.patch_size = tuple(int(p) for p in patch_size)
         self.arrays = [{k: pad_to(v, self.patch_size) for k, v in s.arrays().items()} for s in samples]
         self.length = patches_per_epoch
@@ -191,7 +225,10 @@ class PatchDataset(Dataset):
             ]
         else:
             start = [int(rng.integers(0, s - p + 1)) for p, s in zip(self.patch_size, spatial, strict=True)]
-        return crop(arrays, start, self.patch_size)
+        item = crop(arrays, start, self.patch_size)
+        if self.channels is not None:
+            item["image"] = torch.from_numpy(self.channels(item["image"].numpy(), train=True, rng=rng))
+        return item
 
 
 class WholeImageDataset(Dataset):

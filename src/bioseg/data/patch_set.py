@@ -60,8 +60,9 @@ def write_patch_set(
 class PatchSetDataset(Dataset):
     """Random draws from a stored patch set, seeded per ``(seed, epoch, index)`` like ``PatchDataset``."""
 
-    def __init__(self, folder: Path, cfg: Experiment, patches_per_epoch: int, seed: int = 0) -> None:
+    def __init__(self, folder: Path, cfg: Experiment, patches_per_epoch: int, seed: int = 0, channels=None) -> None:
         folder = Path(folder)
+        self.channels = channels  # a random channel spec, drawn per patch as in PatchDataset
         index = folder / INDEX
         if not index.is_file():
             raise BiosegError(f"{folder} is not a complete patch set (no {INDEX}); write one with 'bioseg patches'")
@@ -85,4 +86,7 @@ class PatchSetDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        return self.items[int(rng.integers(len(self.items)))]
+        item = self.items[int(rng.integers(len(self.items)))]
+        if self.channels is not None:
+            item = {**item, "image": torch.from_numpy(self.channels(item["image"].numpy(), train=True, rng=rng))}
+        return item
