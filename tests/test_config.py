@@ -95,3 +95,10 @@ def test_missing_and_invalid_files(tmp_path: Path):
     (tmp_path / "bad.yaml").write_text("data: [unclosed")
     with pytest.raises(BiosegError, match="not valid YAML"):
         config.load(tmp_path / "bad.yaml")
+
+
+def test_overrides_of_a_user_loss_list_reach_the_heads():
+    raw = minimal(loss=[{"name": "ce", "class_weights": [1, 1]}, {"name": "dice"}], heads={"m": {"type": "multiclass"}})
+    cfg = config.from_dict(raw, overrides=["loss.0.class_weights=[1,10]", "heads.m.weight=3", "train.epochs=2"])
+    assert cfg.heads["m"].loss[0].kwargs == {"class_weights": [1, 10]}
+    assert cfg.heads["m"].weight == 3 and cfg.train.epochs == 2

@@ -425,11 +425,29 @@ def _merge(base: Any, override: Any) -> Any:
     return override
 
 
+def _has_parent(raw: Any, key: str) -> bool:
+    """Whether the container that ``key`` (dotted) writes into is in ``raw`` as the user wrote it."""
+    node = raw
+    for part in key.split(".")[:-1]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return isinstance(node, dict | list)
+
+
 def from_dict(raw: dict[str, Any], source: str = "config", overrides: list[str] | None = None) -> Experiment:
+    """Validate ``raw``. Overrides of keys the user wrote apply to ``raw`` itself (so a top-level ``loss``
+    still feeds the heads); the others apply to the resolved config, where every default exists."""
     try:
-        cfg = Experiment.model_validate(raw)
-        if overrides:  # applied on the resolved config, so that defaults can be overridden by index too
-            cfg = Experiment.model_validate(_merge(to_dict(cfg), parse_overrides(overrides)))
+        overrides = overrides or []
+        mine = [o for o in overrides if "=" in o and _has_parent(raw, o.split("=", 1)[0].strip())]
+        rest = [o for o in overrides if o not in mine]
+        cfg = Experiment.model_validate(_merge(raw, parse_overrides(mine)) if mine else raw)
+        if rest:
+            cfg = Experiment.model_validate(_merge(to_dict(cfg), parse_overrides(rest)))
         return cfg
     except ValidationError as err:
         raise BiosegError(_format_validation_error(err, Experiment, source)) from None
