@@ -97,15 +97,19 @@ def test_default_size_divisor_is_two_per_level():
 @pytest.mark.parametrize("downsample", ["maxpool", "conv"])
 def test_anisotropic_pool_sizes_3d(upsample, downsample):
     model = create_model(
-        "unet", spatial_dims=3, in_channels=1, heads={"mask": 1}, widths=[4, 4, 8, 8],
-        pool_sizes=[[1, 2, 2], [1, 2, 2], [2, 2, 2]], upsample=upsample, downsample=downsample,
+        "unet",
+        spatial_dims=3,
+        in_channels=1,
+        heads={"mask": 1},
+        widths=[4, 4, 8, 8],
+        pool_sizes=[[1, 2, 2], [1, 2, 2], [2, 2, 2]],
+        upsample=upsample,
+        downsample=downsample,
     )
     assert model.size_divisor == (2, 8, 8)
     # The encoder features must have the sizes the per-level factors imply.
     seen = []
-    hooks = [
-        enc.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[2:]))) for enc in model.encoders
-    ]
+    hooks = [enc.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[2:]))) for enc in model.encoders]
     out = model(torch.randn(2, 1, 6, 16, 24))
     for h in hooks:
         h.remove()
@@ -186,10 +190,14 @@ def test_registry_and_unknown_names():
 def test_model_config_section_maps_onto_create_model():
     from bioseg.config import ModelConfig
 
-    cfg = ModelConfig(spatial_dims=3, widths=[4, 8], norm="group", residual=True, upsample="interp")
-    options = cfg.model_dump(exclude={"name", "spatial_dims"})
-    model = create_model(cfg.name, spatial_dims=cfg.spatial_dims, in_channels=1, heads={"m": 2}, **options)
-    assert model(torch.randn(1, 1, 4, 6, 8))["m"].shape == (1, 2, 4, 6, 8)
+    from bioseg.config import from_dict
+    from bioseg.engine.module import build_network
+
+    model_cfg = {"spatial_dims": 3, "widths": [4, 8], "norm": "group", "residual": True, "upsample": "interp"}
+    cfg = from_dict({"data": {"root": "/d", "patch_size": [4, 8, 8], "classes": ["a", "b", "c"]}, "model": model_cfg})
+    assert isinstance(cfg.model, ModelConfig)
+    model = build_network(cfg)
+    assert model(torch.randn(1, 1, 4, 6, 8))["mask"].shape == (1, 3, 4, 6, 8)
 
 
 def test_count_parameters_matches_hand_count():
@@ -321,9 +329,7 @@ def _nearest_from_top_left(y: torch.Tensor, factors: tuple[int, ...]) -> torch.T
     return F.interpolate(corner, scale_factor=factors, mode="nearest")
 
 
-@pytest.mark.parametrize(
-    ("spatial_dims", "pool_sizes"), [(2, None), (3, None), (3, [[1, 2, 2], [2, 2, 2]])]
-)
+@pytest.mark.parametrize(("spatial_dims", "pool_sizes"), [(2, None), (3, None), (3, [[1, 2, 2], [2, 2, 2]])])
 def test_pixelshuffle_icnr_has_no_checkerboard_at_init(spatial_dims, pool_sizes):
     model = UNet(spatial_dims, 1, {"m": 1}, widths=[4, 8, 8], upsample="pixelshuffle", pool_sizes=pool_sizes)
     for up in model.ups:  # as initialised by the UNet, not re-initialised here

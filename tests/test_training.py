@@ -171,3 +171,29 @@ def test_random_channel_spec_trains_and_predicts_deterministically(tmp_path):
     bad["data"] = dict(cfg["data"], channels=[{"randm": [0, 2]}])
     with pytest.raises(BiosegError, match="randm"):
         bioseg.train(bad, overrides=TINY, progress=False)
+
+
+def test_resunet_trains_with_a_frozen_encoder_first(cells_dir, tmp_path):
+    import lightning as L
+    from safetensors.torch import load_file
+
+    from bioseg import config as config_mod
+    from bioseg.engine.module import SegmentationModule
+
+    cfg = tiny_config(cells_dir, tmp_path)
+    cfg["model"] = {"name": "resunet", "decoder_widths": [4, 8, 8, 16, 16]}
+    tiny = [o for o in TINY if not o.startswith("model.")]
+    overrides = [*tiny, "data.patch_size=[64,64]", "infer.patch_size=[64,64]", "train.freeze_encoder_epochs=1"]
+    result = bioseg.train(cfg, overrides=overrides, progress=False)
+    trained = load_file(str(result.model_dir / "weights.safetensors"))
+    # the same seeded initialisation, rebuilt: one frozen epoch left the encoder's convolutions as they were
+    L.seed_everything(0, verbose=False)
+    initial = SegmentationModule(config_mod.to_dict(config_mod.from_dict(cfg, overrides=overrides))).net.state_dict()
+    convs = [k for k in trained if k.startswith("encoder.") and k.endswith("conv1.weight")]
+    assert convs and all(torch.equal(trained[k], initial[k]) for k in convs)
+    changed = [k for k in trained if not k.startswith("encoder.") and not torch.equal(trained[k], initial[k])]
+    assert changed  # the decoder and heads did train
+    with pytest.raises(BiosegError, match="does not use model.widths"):
+        bioseg.train(
+            {**cfg, "name": "w", "model": {"name": "resunet", "widths": [4, 8]}}, overrides=overrides, progress=False
+        )

@@ -111,6 +111,11 @@ class ModelConfig(Section):
     init_from: Path | None = Field(
         default=None, description="start from a run's weights (run folder, .safetensors or .ckpt); first conv adapted"
     )
+    depth: Literal[18, 34] = Field(default=18, description="resunet: ResNet encoder depth")
+    decoder_widths: list[int] | None = Field(default=None, description="resunet: decoder channels, finest first")
+    encoder_weights: Path | None = Field(
+        default=None, description="resunet: local ResNet weights file (torchvision/timm layout); never downloaded"
+    )
 
 
 class LossTerm(Section):
@@ -201,6 +206,7 @@ class TrainConfig(Section):
     snapshots: int = Field(default=3, ge=0, description="validation overlays written at the end")
     max_time_minutes: float | None = Field(default=None, description="stop training after this wall time")
     head_freezing: HeadFreezingConfig | None = Field(default=None, description="None: heads never freeze")
+    freeze_encoder_epochs: int = Field(default=0, ge=0, description="resunet: keep the encoder frozen this long")
     animation: bool = Field(default=True, description="charts/training.gif: every head on one val image per epoch")
 
 

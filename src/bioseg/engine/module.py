@@ -16,16 +16,31 @@ from bioseg.inference.tiling import sliding_window
 from bioseg.losses import build_loss
 from bioseg.metrics import confusion_matrix, scores_from_confusion
 from bioseg.nn import create_model
+from bioseg.nn.factory import model_options
 
 
-def build_network(cfg: Experiment) -> torch.nn.Module:
+def build_network(cfg: Experiment, for_training: bool = True) -> torch.nn.Module:
+    """The configured network with the model section's options that this model takes. An option changed
+    from its default that the model does not take is an error (it would silently do nothing). Rebuilt for
+    prediction, it loads no encoder file: its weights come from the run folder."""
     m = cfg.model
+    accepted = set(model_options(m.name))
+    values = m.model_dump(exclude={"name", "spatial_dims", "init_from"})
+    defaults = type(m)().model_dump()
+    unused = sorted(k for k, v in values.items() if k not in accepted and v != defaults[k])
+    if unused:
+        raise BiosegError(
+            f"model '{m.name}' does not use model.{unused[0]}; its options are {', '.join(sorted(accepted))}"
+        )
+    options = {k: v for k, v in values.items() if k in accepted}
+    if not for_training:
+        options.pop("encoder_weights", None)
     return create_model(
         m.name,
         spatial_dims=m.spatial_dims,
         in_channels=cfg.data.in_channels,
         heads={name: head.out_channels for name, head in cfg.heads.items()},
-        **m.model_dump(exclude={"name", "spatial_dims", "init_from"}),
+        **{k: (str(v) if k == "encoder_weights" and v is not None else v) for k, v in options.items()},
     )
 
 
@@ -77,6 +92,9 @@ class SegmentationModule(L.LightningModule):
         return batch
 
     def on_train_epoch_start(self) -> None:
+        frozen_encoder = self.current_epoch < self.cfg.train.freeze_encoder_epochs
+        if hasattr(self.net, "freeze_encoder"):
+            self.net.freeze_encoder(frozen_encoder)
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(self.current_epoch)
@@ -179,7 +197,7 @@ class SegmentationModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         o, s = self.cfg.optim, self.cfg.sched
-        params = [p for p in self.parameters() if p.requires_grad]
+        params = list(self.parameters())  # frozen parts (heads, encoder) have no gradient: the optimiser skips them
         if o.name == "sgd":
             opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
         elif o.name == "adam":

@@ -173,6 +173,10 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
         EpochMetricsCSV(run_dir / "metrics.csv"),
         TrainingCharts(run_dir / "metrics.csv", run_dir / "charts"),
     ]
+    if t.animation and has_val:
+        from bioseg.engine.animation import TrainingAnimation
+
+        callbacks.append(TrainingAnimation(run_dir / "charts" / "training.gif"))
     if t.head_freezing is not None:
         from bioseg.engine.head_freezing import HeadFreezing
 

@@ -42,24 +42,43 @@ def autocast_dtype(device: torch.device | str, precision: str) -> torch.dtype | 
     return torch.bfloat16
 
 
+#: (conv, norm) attribute pairs of blocks whose forward feeds the conv's output only into the norm
+_CONV_NORM_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {ConvBlock: (("conv1", "norm1"), ("conv2", "norm2"))}
+
+
+def _foldable(conv: object, norm: object) -> bool:
+    return (
+        isinstance(conv, torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d)
+        and isinstance(norm, torch.nn.modules.batchnorm._BatchNorm)
+        and norm.track_running_stats
+        and norm.running_mean is not None
+    )
+
+
 def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``net`` in eval mode with every BatchNorm of a ConvBlock folded into the conv before it.
+    """A copy of ``net`` in eval mode with BatchNorm layers folded into the convolution before them.
 
     In eval mode BatchNorm is a fixed per-channel affine map, so ``norm(conv(x))`` equals one convolution
     with rescaled weights and a bias: the same output (to float rounding) for one pass less over every
-    feature map. The caller's module is left as it is.
+    feature map. Folded: a conv directly followed by a BatchNorm inside an ``nn.Sequential``, and the
+    (conv, norm) attribute pairs that a block lists in ``conv_norm_pairs`` (ConvBlock's are known here)
+    — pairs where the conv's output goes into the norm and nowhere else. The caller's module is untouched.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     net = copy.deepcopy(net).eval()
-    for block in net.modules():
-        if not isinstance(block, ConvBlock):
-            continue
-        for conv_name, norm_name in (("conv1", "norm1"), ("conv2", "norm2")):
-            conv, norm = getattr(block, conv_name), getattr(block, norm_name)
-            if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm) and norm.track_running_stats:
-                setattr(block, conv_name, fuse_conv_bn_eval(conv, norm))
-                setattr(block, norm_name, torch.nn.Identity())
+    for module in net.modules():
+        if isinstance(module, torch.nn.Sequential):
+            for i in range(len(module) - 1):
+                if _foldable(module[i], module[i + 1]):
+                    module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
+                    module[i + 1] = torch.nn.Identity()
+        pairs = getattr(module, "conv_norm_pairs", None) or _CONV_NORM_PAIRS.get(type(module), ())
+        for conv_name, norm_name in pairs:
+            conv, norm = getattr(module, conv_name), getattr(module, norm_name)
+            if _foldable(conv, norm):
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
+                setattr(module, norm_name, torch.nn.Identity())
     return net
 
 
@@ -98,7 +117,7 @@ class Predictor:
         model_dir = find_model_dir(path)
         meta = read_meta(model_dir)
         cfg = Experiment.model_validate(meta["experiment"])
-        net = build_network(cfg)
+        net = build_network(cfg, for_training=False)
         load_weights(net, model_dir / WEIGHTS)
         return cls(net, cfg, device=device, **infer)
 

@@ -217,7 +217,9 @@ def adapt_stem_weight(weight: torch.Tensor, channels: int) -> torch.Tensor:
 def _wrong_resnet_hint(source: Mapping[str, torch.Tensor], depth: int) -> str:
     if "layer1.0.conv3.weight" in source:
         return "the file holds a bottleneck ResNet (ResNet-50 or deeper), which resunet does not support"
-    file_depth = 34 if "layer3.5.conv1.weight" in source else 18 if "layer1.1.conv1.weight" in source else None
+    file_depth = None
+    if "layer1.1.conv1.weight" in source:
+        file_depth = 34 if "layer3.5.conv1.weight" in source else 18
     if file_depth and file_depth != depth:
         return f"the file holds a ResNet-{file_depth}: set depth: {file_depth}"
     return "the file holds another architecture"
@@ -255,7 +257,7 @@ def load_encoder_state(
         elif s.shape == t.shape:
             merged[key] = s.detach().to(dtype=t.dtype, device=t.device)
             report.loaded.append(key)
-        elif key == "conv1.weight" and s.dim() == 4 and s.shape[0] == t.shape[0] and s.shape[2:] == t.shape[2:]:
+        elif key == _STEM and s.dim() == 4 and s.shape[0] == t.shape[0] and s.shape[2:] == t.shape[2:]:
             merged[key] = adapt_stem_weight(s.detach(), int(t.shape[1])).to(dtype=t.dtype, device=t.device)
             report.adapted.append(key)
             report.input_channels = (int(s.shape[1]), int(t.shape[1]))
@@ -320,8 +322,8 @@ class ResUNet(nn.Module):
         check_spatial_dims(spatial_dims)
         if spatial_dims != 2:
             raise BiosegError(
-                f"model 'resunet' is 2D only (its encoder is a 2D ResNet) but spatial_dims is {spatial_dims}; "
-                "use model.name: unet for volumes"
+                f"model 'resunet' is 2D only (its encoder is a 2D ResNet) but spatial_dims is "
+                f"{spatial_dims}; use model.name: unet for volumes"
             )
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
             raise BiosegError(f"in_channels is {in_channels!r}; it must be an integer ≥ 1")

@@ -1,0 +1,231 @@
+"""``bioseg lr-find``: the learning-rate range test (Lightning's tuner) on an experiment's training data.
+
+The learning rate grows exponentially from ``min_lr`` to ``max_lr`` over ``steps`` training steps while the
+(smoothed) loss is recorded; the suggestion is the rate where the loss falls fastest. The model starts from
+the config's initialisation and nothing is written into run folders: the tuner's temporary checkpoint
+lives in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bioseg import config as config_mod
+from bioseg.config import Experiment
+from bioseg.errors import BiosegError
+
+__all__ = ["LRFindResult", "apply_lr", "find_lr", "plot_lr_find"]
+
+
+@dataclass
+class LRFindResult:
+    lrs: list[float]
+    losses: list[float]  # smoothed training loss at each rate (NaN where it diverged)
+    suggestion: float | None  # None when too few finite points were recorded
+    plot_path: Path | None
+    csv_path: Path | None = None
+    current_lr: float | None = None  # optim.lr of the config, for comparison
+
+
+def _range_test_module(cfg: Experiment):
+    """A SegmentationModule whose non-finite loss ends the test instead of raising: at the top of the range
+    the loss is expected to diverge."""
+    from bioseg.engine.module import SegmentationModule
+
+    class RangeTestModule(SegmentationModule):
+        def _stop_on_nan(self, loss: Any) -> None:
+            self.trainer.should_stop = True
+
+    return RangeTestModule(config_mod.to_dict(cfg))
+
+
+def find_lr(
+    config: Experiment | dict[str, Any] | str | Path,
+    overrides: list[str] | None = None,
+    *,
+    out: str | Path | None = None,
+    min_lr: float = 1e-6,
+    max_lr: float = 1.0,
+    steps: int = 100,
+    fold: int | None = None,
+    progress: bool = True,
+) -> LRFindResult:
+    """Run the range test and write the loss-vs-rate chart (``out``, a PNG) and its points (same stem, .csv).
+
+    ``steps`` training steps of the config's batch size are drawn from the fold's training images (the
+    number of patches per epoch is raised so that they fit in one epoch); validation does not run.
+    """
+    import lightning as L
+    from lightning.pytorch.tuner import Tuner
+
+    from bioseg.data.datamodule import SegmentationDataModule
+    from bioseg.engine.trainer import as_experiment, checked_data
+
+    if not 0 < min_lr < max_lr:
+        raise BiosegError(f"the range {min_lr:g}..{max_lr:g} is empty; expected 0 < min_lr < max_lr")
+    if steps < 5:
+        raise BiosegError(f"--steps {steps} is too few for a range test; use at least 20 (default 100)")
+    cfg = as_experiment(config, overrides)
+    if fold is not None:
+        cfg.data.fold = fold
+    index, split = checked_data(cfg)
+    t = cfg.train
+    needed = steps * cfg.data.batch_size * t.accumulate_grad_batches
+    cfg.data.patches_per_epoch = max(cfg.data.patches_per_epoch, needed)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = SegmentationDataModule(cfg, index, {"train": split["train"], "val": []})
+    datamodule.setup("fit")
+    module = _range_test_module(cfg)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.tuner.lr_finder").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bioseg-lr-find-") as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*")
+        trainer = L.Trainer(
+            default_root_dir=tmp,
+            max_epochs=steps,  # the tuner stops after `steps` steps; epochs only bound it
+            precision=t.precision,
+            gradient_clip_val=t.gradient_clip,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
+        finder = Tuner(trainer).lr_find(
+            module,
+            train_dataloaders=datamodule.train_dataloader(),
+            min_lr=min_lr,
+            max_lr=max_lr,
+            num_training=steps,
+            mode="exponential",
+            update_attr=False,
+        )
+    if finder is None or not finder.results.get("lr"):
+        raise BiosegError("the learning-rate range test recorded no step; check data.patches_per_epoch")
+    lrs = [float(v) for v in finder.results["lr"]]
+    losses = [float(v) for v in finder.results["loss"]]
+    suggestion = _suggest(finder, len(lrs))
+    result = LRFindResult(lrs, losses, suggestion, None, current_lr=cfg.optim.lr)
+    if out is not None:
+        out = Path(out)
+        result.plot_path = plot_lr_find(result, out)
+        result.csv_path = out.with_suffix(".csv")
+        with result.csv_path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["lr", "loss"])
+            writer.writerows(zip(lrs, losses, strict=True))
+    return result
+
+
+def _suggest(finder: Any, n: int) -> float | None:
+    """Lightning's steepest-descent suggestion, skipping fewer first points when the test stopped early."""
+    skip = min(10, max(0, n // 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = finder.suggestion(skip_begin=skip, skip_end=1)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
+    """Loss against learning rate (log axis), the suggestion marked, the config's current rate dashed."""
+    from bioseg.reports.charts import _new_figure
+
+    pts = [(lr, loss) for lr, loss in zip(result.lrs, result.losses, strict=True) if math.isfinite(loss)]
+    fig = _new_figure((6.4, 4.2))
+    ax = fig.add_subplot()
+    if pts:
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", lw=1.8, label="training loss (smoothed)")
+        lows = sorted(p[1] for p in pts)
+        # the divergence at the top would flatten the interesting part: cap the axis above the start
+        top = max(pts[0][1], lows[len(lows) // 2]) * 1.5
+        ax.set_ylim(lows[0] - 0.05 * (top - lows[0]), top)
+    if result.suggestion is not None:
+        near = min(pts, key=lambda p: abs(math.log(p[0]) - math.log(result.suggestion))) if pts else None
+        ax.axvline(result.suggestion, color="tab:red", lw=1, alpha=0.6)
+        if near is not None:
+            ax.plot([near[0]], [near[1]], "o", color="tab:red", ms=8, label=f"suggested lr {result.suggestion:.2e}")
+    if result.current_lr is not None:
+        ax.axvline(result.current_lr, color="grey", ls="--", lw=1, label=f"config optim.lr {result.current_lr:.2e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.set_title("learning-rate range test")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _round(value: float, digits: int = 3) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def apply_lr(config_path: str | Path, lr: float) -> float:
+    """Write ``optim.lr`` into the YAML file (rounded to 3 significant digits); returns the value written.
+
+    The file keeps its text where the ``lr:`` line of the ``optim:`` section can be rewritten in place;
+    otherwise it is regenerated (section comments from ``init-config``, the leading comment kept).
+    """
+    from bioseg.init_config import write_config
+
+    path = Path(config_path)
+    text = path.read_text()
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise BiosegError(f"{path} must hold a mapping of sections (data, model, train, …)")
+    value = _round(lr)
+    expected = dict(raw)
+    expected["optim"] = {**(raw.get("optim") or {}), "lr": value}
+    config_mod.from_dict(expected, source=str(path))  # the result must still be a valid experiment
+    new = _replace_lr_line(text, value)
+    if new is None or yaml.safe_load(new) != expected:
+        write_config(expected, path, header=_leading_comment(text))
+    else:
+        path.write_text(new)
+    return value
+
+
+def _leading_comment(text: str) -> str:
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].strip())
+    return "\n".join(lines)
+
+
+def _replace_lr_line(text: str, value: float) -> str | None:
+    """``text`` with the value of ``lr:`` inside the top-level ``optim:`` block replaced, or None."""
+    lines = text.splitlines(keepends=True)
+    inside = False
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if line and not line[0].isspace() and stripped and not stripped.startswith("#"):
+            inside = stripped.split("#")[0].strip() == "optim:"
+            continue
+        if inside and stripped.startswith("lr:"):
+            indent = line[: len(line) - len(line.lstrip())]
+            comment = ""
+            if "#" in stripped:
+                comment = "  #" + stripped.split("#", 1)[1]
+            ending = "\n" if line.endswith("\n") else ""
+            lines[i] = f"{indent}lr: {yaml.safe_dump(value).splitlines()[0]}{comment}{ending}"
+            return "".join(lines)
+    return None
