@@ -96,6 +96,21 @@ def test_distance_transform_slice_without_background_and_all_true():
     assert np.isinf(ws.distance_transform(np.ones((5, 6), bool))).all()
 
 
+@pytest.mark.parametrize("shape", [(33, 34), (7, 18, 19), (1, 5, 6)])
+def test_local_maximum_filter_equals_scipy(shape):
+    image = np.random.default_rng(7).random(shape).astype(np.float32)
+    ref = ndi.maximum_filter(image, size=3, mode="nearest")
+    np.testing.assert_array_equal(ws._max_filter3(image), ref)
+
+
+def test_quantize_rounds_onto_255_levels():
+    x = np.linspace(-0.5, 1.5, 2001, dtype=np.float32)
+    q = ws.quantize(x, (0.0, 1.0))
+    assert q.dtype == np.uint8 and q.min() == 0 and q.max() == 254
+    np.testing.assert_array_equal(q, np.floor(np.clip(x, 0, 1).astype(np.float64) * 254 + 0.5))
+    assert (np.diff(q.astype(int)) >= 0).all()
+
+
 @pytest.mark.parametrize(
     "shape, sigma, h", [((48, 49), 3.0, 0.3), ((15, 24, 25), 2.0, 0.2), ((64, 65), 4.0, 0.2), ((20, 40, 41), 3.0, 0.15)]
 )

@@ -188,9 +188,7 @@ def test_registry_and_unknown_names():
 
 
 def test_model_config_section_maps_onto_create_model():
-    from bioseg.config import ModelConfig
-
-    from bioseg.config import from_dict
+    from bioseg.config import ModelConfig, from_dict
     from bioseg.engine.module import build_network
 
     model_cfg = {"spatial_dims": 3, "widths": [4, 8], "norm": "group", "residual": True, "upsample": "interp"}

@@ -100,8 +100,10 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: str = "unet"
     spatial_dims: Literal[2, 3] = 2
-    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
-    norm: Literal["batch", "instance", "group", "none"] = "batch"
+    widths: list[int] | None = Field(default=None, description="channels per level; None: the model's own")
+    norm: Literal["batch", "instance", "group", "none"] | None = Field(
+        default=None, description="None: the model's own"
+    )
     residual: bool = False
     upsample: Literal["transpose", "interp", "pixelshuffle"] = "transpose"
     dropout: float = Field(default=0.0, ge=0, lt=1)

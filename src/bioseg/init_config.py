@@ -125,10 +125,10 @@ def infer_config(data_dir: str | Path, name: str | None = None, sample_images: i
     channels = informative_channels(images)
     picked = [img[channels] if channels else img for img in images]
     in_channels = picked[0].shape[0]
-    model = config_mod.ModelConfig()
+    widths = [16, 32, 64, 128]  # the default unet's
     voxel = read_voxel_size(index.samples[0].image) if dims == 3 else None
-    pools = choose_pool_sizes(voxel, len(model.widths) - 1) if dims == 3 else None
-    divisor = tuple(int(np.prod([p[a] for p in pools])) if pools else 2 ** (len(model.widths) - 1) for a in range(dims))
+    pools = choose_pool_sizes(voxel, len(widths) - 1) if dims == 3 else None
+    divisor = tuple(int(np.prod([p[a] for p in pools])) if pools else 2 ** (len(widths) - 1) for a in range(dims))
     caps = (256, 256) if dims == 2 else (32, 128, 128)  # 3D: about half a million voxels a patch on a CPU
     patch = choose_patch([img.shape[1:] for img in picked], divisor, caps)
     data: dict[str, Any] = {
@@ -137,7 +137,7 @@ def infer_config(data_dir: str | Path, name: str | None = None, sample_images: i
         "in_channels": in_channels,
         "normalization": choose_normalization(picked),
         "patch_size": patch,
-        "batch_size": choose_batch(patch, in_channels, model.widths),
+        "batch_size": choose_batch(patch, in_channels, widths),
     }
     raw: dict[str, Any] = {"name": name or data_dir.name, "output_dir": "runs", "data": data}
     raw["model"] = {"spatial_dims": dims, "pool_sizes": pools}

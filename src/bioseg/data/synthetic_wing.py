@@ -9,8 +9,9 @@ four heads of ground truth:
 - ``domains``: pigmentation domains, 0 outside the wing and 1..n from base to apex: the wing is cut
   across its length by gently tilted, wavy boundaries. Each domain has its own colour and texture mix
   (fine mottling, coarse blotches, stripes along the veins).
-- ``veins``: a branching network: 2–3 stems leave the base, split into veins that fan out to the apex and
-  the margin, some veins fork again, and short cross-veins join neighbours in the distal part. Centre
+- ``veins``: a branching network: 2–3 stems leave one point at the base, split into veins that fan out to
+  the apex and the margin (fewer in a small wing), some veins fork again, and short cross-veins join
+  neighbours in the distal part. Centre
   lines are 1–3 px wide (stems widest), clipped to the wing; drawn with low contrast (slightly darker or,
   less often, lighter than the membrane). Veins under a spot stay in the mask, hidden in the image.
 - ``spots``: a few (1–8) small dark elliptical spots, mostly in the basal half, apart from each other and
@@ -19,8 +20,8 @@ four heads of ground truth:
 Acquisition: translucent membrane over the background, darker margin, smooth illumination gradient
 (a random plane plus blotches), optical blur, Gaussian noise, uint8 quantisation.
 
-Everything is drawn from ``np.random.default_rng(seed)``: the same seed gives identical arrays. About
-5 ms per 256² image. Sizes below 64 px still work but spots and thin domains may disappear.
+Everything is drawn from ``np.random.default_rng(seed)``: the same seed gives identical arrays. At most
+about 50 ms per 256² image on one busy core. Sizes below 64 px work, but spots and thin domains may vanish.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from bioseg.data.synthetic import _check_size, _fine_texture, _smooth_field
+from bioseg.data.synthetic import _check_size, _fine_texture
 from bioseg.errors import BiosegError
 
 __all__ = ["HEADS", "make_wing", "write_wing_dataset"]
@@ -40,9 +41,30 @@ HEADS: dict[str, int] = {"wing": 1, "veins": 1, "spots": 1, "domains": 5}
 
 # Membrane colours (RGB in [0, 1]): tan, greyish pink, brown, grey, brick red, pale straw.
 _PALETTE = np.array(
-    [[0.72, 0.62, 0.48], [0.70, 0.58, 0.58], [0.45, 0.33, 0.24], [0.55, 0.55, 0.55], [0.62, 0.32, 0.26],
-     [0.82, 0.76, 0.58]]
+    [
+        [0.72, 0.62, 0.48],
+        [0.70, 0.58, 0.58],
+        [0.45, 0.33, 0.24],
+        [0.55, 0.55, 0.55],
+        [0.62, 0.32, 0.26],
+        [0.82, 0.76, 0.58],
+    ]
 )
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
+    """Smooth random field in [-1, 1]: a coarse noise grid spread by separable Gaussian bumps (much cheaper
+    than spline zooming). einsum rather than matmul: threaded BLAS is slow for such tiny products."""
+
+    def basis(n: int) -> np.ndarray:
+        centres = np.linspace(0, n - 1, cells)
+        spacing = (n - 1) / max(cells - 1, 1)
+        w = np.exp(-(((np.arange(n)[:, None] - centres[None, :]) / spacing) ** 2))
+        return w / w.sum(1, keepdims=True)
+
+    rows = np.einsum("ij,jk->ik", basis(shape[0]), rng.standard_normal((cells, cells)))
+    field = np.einsum("ik,jk->ij", rows, basis(shape[1]))
+    return field / max(float(np.abs(field).max()), 1e-6)
 
 
 class _Wing:
@@ -54,38 +76,42 @@ class _Wing:
 
     def __init__(self, rng: np.random.Generator) -> None:
         aspect = rng.uniform(2.4, 3.6)  # length / full width
-        self.width = [0.5 / aspect * rng.uniform(0.8, 1.2) for _ in range(2)]  # upper, lower
-        self.exps = [(rng.uniform(0.35, 0.65), rng.uniform(0.25, 0.5)) for _ in range(2)]
-        self.peaks = [(a / (a + b)) ** a * (b / (a + b)) ** b for a, b in self.exps]  # max of t^a (1-t)^b
-        k = np.arange(1, 5)
-        self.harm = [(k, rng.normal(0, 0.06, k.size) / k, rng.uniform(0, 2 * np.pi, k.size)) for _ in range(2)]
         self.bend_amp = rng.uniform(-0.05, 0.05)
+        # Half-widths tabulated finely once: the image needs them at every pixel.
+        self.grid = np.linspace(0.0, 1.0, 2049)
+        k = np.arange(1, 5)[:, None]
+        self.tables, self.widths = [], []
+        for _side in range(2):  # upper, lower
+            width = 0.5 / aspect * rng.uniform(0.8, 1.2)
+            a, b = rng.uniform(0.25, 0.5), rng.uniform(0.25, 0.5)  # blunt base, rounded apex
+            amp, phase = rng.normal(0, 0.06, (4, 1)) / k, rng.uniform(0, 2 * np.pi, (4, 1))
+            wobble = np.clip(1 + np.sum(amp * np.sin(k * np.pi * self.grid + phase), axis=0), 0.7, 1.3)
+            profile = self.grid**a * (1 - self.grid) ** b / ((a / (a + b)) ** a * (b / (a + b)) ** b)
+            self.tables.append(width * profile * wobble)
+            self.widths.append(width)
 
     def half_width(self, t: np.ndarray, side: int) -> np.ndarray:
-        a, b = self.exps[side]
-        tc = np.clip(t, 0.0, 1.0)
-        k, amp, phase = self.harm[side]
-        wobble = 1 + np.sum(amp[:, None] * np.sin(k[:, None] * np.pi * tc.ravel() + phase[:, None]), axis=0)
-        profile = tc**a * (1 - tc) ** b / self.peaks[side]
-        return self.width[side] * profile * np.clip(wobble, 0.7, 1.3).reshape(tc.shape)
+        """Half-width on the upper (side 0) or lower (side 1) side at ``t``; 0 outside [0, 1]."""
+        return np.interp(t, self.grid, self.tables[side], left=0.0, right=0.0)
 
     def bend(self, t: np.ndarray) -> np.ndarray:
         return self.bend_amp * 4 * t * (1 - t)
 
     def v_of(self, t: np.ndarray, s: np.ndarray) -> np.ndarray:
-        side = np.where(s >= 0, self.half_width(t, 0), self.half_width(t, 1))
-        return self.bend(t) + s * side
+        return self.bend(t) + s * np.where(s >= 0, self.half_width(t, 0), self.half_width(t, 1))
 
     def v_range(self) -> tuple[float, float]:
-        t = np.linspace(0, 1, 257)
-        return float((self.bend(t) - self.half_width(t, 1)).min()), float((self.bend(t) + self.half_width(t, 0)).max())
+        bend = self.bend(self.grid)
+        return float((bend - self.tables[1]).min()), float((bend + self.tables[0]).max())
 
 
 def _check_n_domains(n_domains: int | None, rng: np.random.Generator) -> int:
     if n_domains is None:
         return int(rng.integers(2, 5))
     if isinstance(n_domains, bool) or not isinstance(n_domains, int | np.integer) or not 1 <= n_domains <= 6:
-        raise BiosegError(f"n_domains={n_domains!r} must be a whole number from 1 to 6, or None for 2–4 at random")
+        raise BiosegError(
+            f"n_domains={n_domains!r} must be a whole number from 1 to 6, or None for 2–4 at random"
+        )
     return int(n_domains)
 
 
@@ -103,38 +129,46 @@ def _rasterise(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int], out: np.n
     out[yi[ok], xi[ok]] = True
 
 
-def _vein_paths(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    """Vein centre lines in the wing frame as ``(t, s, width_px)``: stems, their veins, forks, cross-veins."""
+def _vein_paths(rng: np.random.Generator, max_veins: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Vein centre lines in the wing frame as ``(t, s, width_px)``: stems, their veins, forks, cross-veins.
+    At most ``max_veins`` veins reach the margin (plus forks), so that small wings are not filled."""
     paths: list[tuple[np.ndarray, np.ndarray, int]] = []
     n_stems = int(rng.integers(2, 4))
     children = [int(rng.integers(2, 4)) for _ in range(n_stems)]
-    ends = np.linspace(-1.05, 1.05, sum(children)) + rng.normal(0, 0.04, sum(children))
+    while sum(children) > max(max_veins, n_stems):  # drop veins from the busiest stem
+        children[int(np.argmax(children))] -= 1
+    # Where each vein meets the margin, from -1 (lower margin, mid-wing) through 0 (apex) to +1.
+    ends = np.clip(np.linspace(-1, 1, sum(children)) + rng.normal(0, 0.05, sum(children)), -1, 1)
     longitudinal: list[tuple[np.ndarray, np.ndarray]] = []
+    t_base = rng.uniform(0.01, 0.04)  # all stems leave one point at the base
     slot = 0
     for stem in range(n_stems):
         mine = ends[slot : slot + children[stem]]
         slot += children[stem]
         t_split = rng.uniform(0.12, 0.35)
-        s0 = 0.25 * float(mine.mean())
         s_split = 0.6 * float(mine.mean())
-        t = np.linspace(rng.uniform(0.01, 0.04), t_split, 60)
-        paths.append((t, s0 + (s_split - s0) * (t - t[0]) / (t[-1] - t[0]), int(rng.integers(2, 4))))
-        for s_end in mine:
-            t_end = 0.985 - 0.3 * min(abs(float(s_end)), 1.0) ** 2
+        t = np.linspace(t_base, t_split, 60)
+        paths.append((t, s_split * ((t - t_base) / (t_split - t_base)) ** 0.7, int(rng.integers(2, 4))))
+        for e in mine:
+            # Veins run out to the margin (|s| slightly above 1, clipped by the outline) spread along the
+            # distal half; only the middle ones reach the apex, where they would otherwise all converge.
+            t_end = 0.99 - 0.45 * abs(float(e))
+            s_end = float(np.sign(e)) * 1.08 * min(1.0, abs(float(e)) / 0.15)
             t = np.linspace(t_split, t_end, 160)
             r = (t - t_split) / (t_end - t_split)
             wiggle = 0.015 * np.sin(2 * np.pi * rng.uniform(1, 3) * r + rng.uniform(0, 2 * np.pi)) * r
             s = s_split + (s_end - s_split) * r ** rng.uniform(0.8, 1.6) + wiggle
-            paths.append((t, s, int(rng.integers(1, 3))))
+            paths.append((t, s, 2 if rng.random() < 0.3 else 1))
             longitudinal.append((t, s))
-            if rng.random() < 0.5:  # fork towards the apex
+            if rng.random() < 0.5 * min(1.0, max_veins / 6):  # fork towards the apex
                 i = int(rng.integers(int(0.3 * t.size), int(0.7 * t.size)))
                 tb, sb = t[i:], s[i:]
                 rb = (tb - tb[0]) / max(tb[-1] - tb[0], 1e-6)
                 fork = sb + rng.choice([-1, 1]) * rng.uniform(0.12, 0.3) * rb**1.2
                 paths.append((tb, fork, 1))
                 longitudinal.append((tb, fork))
-    for _ in range(int(rng.integers(3, 13))):  # cross-veins between neighbouring veins
+    n_cross = int(rng.integers(1, 4) * min(4.0, max(max_veins, 1) / 2))
+    for _ in range(n_cross):  # short cross-veins between neighbouring veins
         tc = rng.uniform(0.4, 0.92)
         here = sorted(float(np.interp(tc, t, s)) for t, s in longitudinal if t[0] <= tc <= t[-1])
         if len(here) < 2:
@@ -177,8 +211,7 @@ def make_wing(
     slack = np.array([ny, nx]) - length * extent
     base = -length * corners.min(0) + rng.uniform(0.0, 1.0, 2) * slack
 
-    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
-    dy, dx = yy - base[0], xx - base[1]
+    dy, dx = np.arange(ny)[:, None] - base[0], np.arange(nx)[None, :] - base[1]
     t = (dy * eu[0] + dx * eu[1]) / length
     v = (dy * ev[0] + dx * ev[1]) / length - wing.bend(t)
     up, lo = wing.half_width(t, 0), wing.half_width(t, 1)
@@ -188,7 +221,7 @@ def make_wing(
     edges = np.linspace(0.12, 0.9, n_dom + 1)
     seg = edges[1] - edges[0]
     cuts = edges[1:-1] + rng.uniform(-0.25, 0.25, n_dom - 1) * seg
-    v_norm = v / max(wing.width)
+    v_norm = v / max(wing.widths)
     domains = np.ones(shape, np.uint8)
     for c in cuts:
         tilt, amp = rng.uniform(-0.15, 0.15) * seg, rng.uniform(0, 0.08) * seg
@@ -199,7 +232,9 @@ def make_wing(
     # Veins: rasterise centre lines per width, thicken, keep inside the wing.
     scale = length / 256.0
     centre = {w: np.zeros(shape, bool) for w in (1, 2, 3)}
-    for tv, sv, width in _vein_paths(rng):
+    # Veins about 8 px apart at the widest point at most: fewer veins in a small wing.
+    max_veins = int(length * (wing.widths[0] + wing.widths[1]) / 8)
+    for tv, sv, width in _vein_paths(rng, max_veins):
         vv = wing.v_of(tv, sv)
         py = base[0] + length * (tv * eu[0] + vv * ev[0])
         px = base[1] + length * (tv * eu[1] + vv * ev[1])
@@ -233,8 +268,9 @@ def make_wing(
         placed.append((cy, cx, r))
         elong, phi = rng.uniform(1.0, 1.6), rng.uniform(0, np.pi)
         reach = int(np.ceil(r * elong)) + 3
-        y0, y1, x0, x1 = max(iy - reach, 0), min(iy + reach + 1, ny), max(ix - reach, 0), min(ix + reach + 1, nx)
-        sy, sx = yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx
+        y0, y1 = max(iy - reach, 0), min(iy + reach + 1, ny)
+        x0, x1 = max(ix - reach, 0), min(ix + reach + 1, nx)
+        sy, sx = np.arange(y0, y1)[:, None] - cy, np.arange(x0, x1)[None, :] - cx
         a = (sy * np.sin(phi) + sx * np.cos(phi)) / (r * np.sqrt(elong))
         b = (sy * np.cos(phi) - sx * np.sin(phi)) * np.sqrt(elong) / r
         rel = np.hypot(a, b)
@@ -244,7 +280,7 @@ def make_wing(
 
     # --- appearance ------------------------------------------------------------------------------
     fine = _fine_texture(rng, shape, sigma=rng.uniform(0.7, 1.5))
-    coarse = _smooth_field(rng, shape, cells=int(rng.integers(6, 14)))
+    coarse = _smooth_noise(rng, shape, cells=int(rng.integers(6, 14)))
     stripes = np.sin(2 * np.pi * v * length / (rng.uniform(4, 9) * scale) + 3 * coarse)
     colours, previous = [], None
     for _ in range(n_dom):
@@ -255,7 +291,8 @@ def make_wing(
         colours.append(np.clip(c, 0.05, 0.95))
         previous = colours[-1]
     colour_lut = np.array([[0.0, 0.0, 0.0], *colours])
-    mix = np.array([[0.0, 0.0, 0.0]] + [rng.uniform([0.02, 0.02, 0.0], [0.1, 0.12, 0.08]) for _ in range(n_dom)])
+    amplitudes = [rng.uniform([0.02, 0.02, 0.0], [0.1, 0.12, 0.08]) for _ in range(n_dom)]
+    mix = np.array([[0.0, 0.0, 0.0], *amplitudes])
     weights = mix[domains]  # (Y, X, 3): per-domain amplitude of fine, coarse, stripes
     texture = 1 + weights[..., 0] * fine + weights[..., 1] * coarse + weights[..., 2] * stripes
     membrane = colour_lut[domains] * texture[..., None]
@@ -268,7 +305,7 @@ def make_wing(
     image[margin] *= rng.uniform(0.6, 0.85)
 
     vein_alpha = ndi.gaussian_filter(veins.astype(np.float64), 0.5)[..., None]
-    contrast = rng.uniform(0.08, 0.2)
+    contrast = rng.uniform(0.12, 0.3)
     if rng.random() < 0.75:
         image *= 1 - contrast * vein_alpha
     else:
@@ -279,7 +316,7 @@ def make_wing(
     gy, gx = np.linspace(-0.5, 0.5, ny)[:, None], np.linspace(-0.5, 0.5, nx)[None, :]
     direction = rng.uniform(0, 2 * np.pi)
     light = 1 + rng.uniform(0, 0.25) * (gy * np.sin(direction) + gx * np.cos(direction))
-    light = light + rng.uniform(0.02, 0.06) * _smooth_field(rng, shape, cells=int(rng.integers(2, 5)))
+    light = light + rng.uniform(0.02, 0.06) * _smooth_noise(rng, shape, cells=int(rng.integers(2, 5)))
     image *= light[..., None]
     sigma = rng.uniform(0.4, 1.0) * max(scale, 0.5)
     image = ndi.gaussian_filter(image, (sigma, sigma, 0))
@@ -342,7 +379,8 @@ def write_wing_dataset(
     root = Path(root)
     seeds = np.random.SeedSequence(seed).generate_state(int(n))
     width = max(3, len(str(int(n) - 1)))
-    parts = [p for p, c in zip(("train", "val", "test"), _split_counts(int(n), shares), strict=True) for _ in range(c)]
+    counts = _split_counts(int(n), shares)
+    parts = [p for p, c in zip(("train", "val", "test"), counts, strict=True) for _ in range(c)]
     for i, (part, image_seed) in enumerate(zip(parts, seeds, strict=True)):
         image, masks = make_wing(size, seed=int(image_seed))
         name = f"wing_{i:0{width}d}"

@@ -23,7 +23,7 @@ from bioseg import config as config_mod
 from bioseg.config import Experiment
 from bioseg.errors import BiosegError
 
-__all__ = ["LRFindResult", "apply_lr", "find_lr", "plot_lr_find"]
+__all__ = ["LRFindResult", "apply_lr", "find_lr", "plot_lr_find", "smooth", "suggest_lr"]
 
 
 @dataclass
@@ -33,19 +33,71 @@ class LRFindResult:
     suggestion: float | None  # None when too few finite points were recorded
     plot_path: Path | None
     csv_path: Path | None = None
+    raw_losses: list[float] | None = None  # the loss of each step before smoothing
     current_lr: float | None = None  # optim.lr of the config, for comparison
 
 
 def _range_test_module(cfg: Experiment):
-    """A SegmentationModule whose non-finite loss ends the test instead of raising: at the top of the range
-    the loss is expected to diverge."""
+    """A SegmentationModule that records each step's raw loss, and whose non-finite loss ends the test
+    instead of raising: at the top of the range the loss is expected to diverge."""
     from bioseg.engine.module import SegmentationModule
 
     class RangeTestModule(SegmentationModule):
+        def __init__(self, config: dict[str, Any]) -> None:
+            super().__init__(config)
+            self.raw_losses: list[float] = []
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            loss = super().training_step(batch, batch_idx)
+            self.raw_losses.append(float(loss.detach()))
+            return loss
+
         def _stop_on_nan(self, loss: Any) -> None:
             self.trainer.should_stop = True
 
     return RangeTestModule(config_mod.to_dict(cfg))
+
+
+def smooth(values: list[float], window: int | None = None) -> list[float]:
+    """Centred moving average over ``window`` points (odd; default about a tenth of them, at least 3),
+    narrowed symmetrically at the ends. Centred, so the curve does not lag behind the rising rate;
+    non-finite values stay NaN and are left out of their neighbours' averages."""
+    n = len(values)
+    if window is None:
+        window = max(3, n // 10)
+    half = max(0, int(window) // 2)
+    out = []
+    for i, v in enumerate(values):
+        if not math.isfinite(v):
+            out.append(math.nan)
+            continue
+        h = min(half, i, n - 1 - i)
+        near = [u for u in values[i - h : i + h + 1] if math.isfinite(u)]
+        out.append(sum(near) / len(near))
+    return out
+
+
+def suggest_lr(lrs: list[float], losses: list[float], skip_begin: int | None = None) -> float | None:
+    """The rate where the loss falls fastest against log(lr), before the loss reaches its minimum.
+
+    ``skip_begin`` first points are left out (default a tenth of them: the smoothed curve settles there).
+    Returns None when fewer than three usable points remain.
+    """
+    import numpy as np
+
+    skip = max(1, len(lrs) // 10) if skip_begin is None else skip_begin
+    pts = [(lr, loss) for lr, loss in zip(lrs, losses, strict=True) if math.isfinite(loss) and lr > 0]
+    if len(pts) < 3:
+        return None
+    x = np.log([p[0] for p in pts])
+    y = np.array([p[1] for p in pts])
+    end = int(np.argmin(y)) + 1  # past the minimum the loss only diverges
+    if end - skip < 3:
+        skip = max(0, end - 3)
+    if end - skip < 3:
+        return None
+    slope = np.gradient(y[skip:end], x[skip:end])
+    return float(np.exp(x[skip + int(np.argmin(slope))]))
 
 
 def find_lr(
@@ -91,6 +143,9 @@ def find_lr(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
         warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*")
+        warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*weights_only.*")
         trainer = L.Trainer(
             default_root_dir=tmp,
             max_epochs=steps,  # the tuner stops after `steps` steps; epochs only bound it
@@ -118,27 +173,27 @@ def find_lr(
     if finder is None or not finder.results.get("lr"):
         raise BiosegError("the learning-rate range test recorded no step; check data.patches_per_epoch")
     lrs = [float(v) for v in finder.results["lr"]]
-    losses = [float(v) for v in finder.results["loss"]]
-    suggestion = _suggest(finder, len(lrs))
-    result = LRFindResult(lrs, losses, suggestion, None, current_lr=cfg.optim.lr)
+    raw = _per_step(module.raw_losses, t.accumulate_grad_batches)[: len(lrs)]
+    lrs = lrs[: len(raw)]
+    losses = smooth(raw)
+    result = LRFindResult(lrs, losses, suggest_lr(lrs, losses), None, raw_losses=raw, current_lr=cfg.optim.lr)
     if out is not None:
         out = Path(out)
         result.plot_path = plot_lr_find(result, out)
         result.csv_path = out.with_suffix(".csv")
         with result.csv_path.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["lr", "loss"])
-            writer.writerows(zip(lrs, losses, strict=True))
+            writer.writerow(["lr", "loss", "loss_smoothed"])
+            writer.writerows(zip(lrs, raw, losses, strict=True))
     return result
 
 
-def _suggest(finder: Any, n: int) -> float | None:
-    """Lightning's steepest-descent suggestion, skipping fewer first points when the test stopped early."""
-    skip = min(10, max(0, n // 10))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = finder.suggestion(skip_begin=skip, skip_end=1)
-    return float(value) if value is not None and math.isfinite(value) else None
+def _per_step(losses: list[float], accumulate: int) -> list[float]:
+    """Mean loss per optimiser step when gradients are accumulated over several batches."""
+    if accumulate <= 1:
+        return list(losses)
+    n = len(losses) // accumulate
+    return [sum(losses[i * accumulate : (i + 1) * accumulate]) / accumulate for i in range(n)]
 
 
 def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
@@ -148,12 +203,16 @@ def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
     pts = [(lr, loss) for lr, loss in zip(result.lrs, result.losses, strict=True) if math.isfinite(loss)]
     fig = _new_figure((6.4, 4.2))
     ax = fig.add_subplot()
+    if result.raw_losses:
+        raw = [(lr, v) for lr, v in zip(result.lrs, result.raw_losses, strict=True) if math.isfinite(v)]
+        ax.plot([p[0] for p in raw], [p[1] for p in raw], ".", color="tab:blue", alpha=0.3, ms=4, label="loss per step")
     if pts:
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", lw=1.8, label="training loss (smoothed)")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", lw=1.8, label="loss (smoothed)")
         lows = sorted(p[1] for p in pts)
+        low = min([lows[0], *(v for v in result.raw_losses or [] if math.isfinite(v))])
         # the divergence at the top would flatten the interesting part: cap the axis above the start
-        top = max(pts[0][1], lows[len(lows) // 2]) * 1.5
-        ax.set_ylim(lows[0] - 0.05 * (top - lows[0]), top)
+        top = max(pts[0][1], lows[len(lows) // 2]) * 1.3
+        ax.set_ylim(low - 0.05 * (top - low), top)
     if result.suggestion is not None:
         near = min(pts, key=lambda p: abs(math.log(p[0]) - math.log(result.suggestion))) if pts else None
         ax.axvline(result.suggestion, color="tab:red", lw=1, alpha=0.6)

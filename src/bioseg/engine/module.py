@@ -32,7 +32,7 @@ def build_network(cfg: Experiment, for_training: bool = True) -> torch.nn.Module
         raise BiosegError(
             f"model '{m.name}' does not use model.{unused[0]}; its options are {', '.join(sorted(accepted))}"
         )
-    options = {k: v for k, v in values.items() if k in accepted}
+    options = {k: v for k, v in values.items() if k in accepted and v is not None}  # None: the model's default
     if not for_training:
         options.pop("encoder_weights", None)
     return create_model(

@@ -12,9 +12,10 @@ from bioseg.io.images import (
     write_png,
     write_tiff,
 )
-from bioseg.io.zarr_io import read_ome_zarr_labels, write_ome_zarr
+from bioseg.io.zarr_io import add_ome_zarr_labels, read_ome_zarr_labels, write_ome_zarr
 
 __all__ = [
+    "add_ome_zarr_labels",
     "CONTAINER_SUFFIXES",
     "IMAGE_SUFFIXES",
     "ImageReadError",

@@ -91,9 +91,10 @@ def load_zarr(root: Path, inner: str) -> tuple[np.ndarray, str | None]:
     if isinstance(found, zarr.Array):
         return np.asarray(found[...]), None
     raise ImageReadError(
-        where, "holds no OME-Zarr image (no NGFF multiscales metadata) and is not a zarr array: it is "
+        where,
+        "holds no OME-Zarr image (no NGFF multiscales metadata) and is not a zarr array: it is "
         "damaged or not zarr; write it with bioseg.io.write_ome_zarr, or give the path of the image "
-        "group inside the store"
+        "group inside the store",
     )
 
 
@@ -105,8 +106,7 @@ def ome_zarr_voxel_size(root: Path, inner: str) -> VoxelSize | None:
         return None
     axes = node.metadata.get("axes") or []
     transforms = node.metadata.get("coordinateTransformations") or []
-    scale = next((t.get("scale") for t in (transforms[0] if transforms else []) if t.get("type") == "scale"),
-                 None)
+    scale = next((t.get("scale") for t in (transforms[0] if transforms else []) if t.get("type") == "scale"), None)
     if not axes or scale is None or len(scale) != len(axes):
         return None
     sizes: dict[str, float] = {}
@@ -227,13 +227,22 @@ def write_ome_zarr(
     factors = [dict.fromkeys(("y", "x"), int(f)) for f in scale_factors]
     group = zarr.open_group(str(path), mode="w")
     dask_image = da.from_array(array, chunks=chunks)
-    write_image(dask_image, group, axes=named.lower(), scale_factors=factors, scale=_scale_dict(named, scale),
-                axes_units=units)
+    write_image(
+        dask_image, group, axes=named.lower(), scale_factors=factors, scale=_scale_dict(named, scale), axes_units=units
+    )
     label_chunks = tuple(c for c, a in zip(chunks, named, strict=True) if a in "ZYX")
     for name, lab in label_arrays.items():
-        write_labels(da.from_array(lab, chunks=label_chunks), group, name, scaler=None, axes=spatial.lower(),
-                     scale_factors=factors, scale=_scale_dict(spatial, scale), axes_units=units,
-                     label_metadata={"source": {"image": "../../"}})  # NGFF: the image it labels
+        write_labels(
+            da.from_array(lab, chunks=label_chunks),
+            group,
+            name,
+            scaler=None,
+            axes=spatial.lower(),
+            scale_factors=factors,
+            scale=_scale_dict(spatial, scale),
+            axes_units=units,
+            label_metadata={"source": {"image": "../../"}},
+        )  # NGFF: the image it labels
     return path
 
 
@@ -271,3 +280,53 @@ def _scale(voxel_size: tuple[float, ...] | None, spatial: str, path: Path) -> di
 
 def _scale_dict(axes: str, scale: dict[str, float]) -> dict[str, float]:
     return {a.lower(): scale.get(a, 1.0) for a in axes}
+
+
+def add_ome_zarr_labels(path: str | Path, labels: dict[str, np.ndarray]) -> Path:
+    """Write label images into an existing OME-Zarr image store under ``labels/<name>`` (a label of the
+    same name is replaced), with the image's axes and level-0 scale, via ome-zarr's writer."""
+    _require()
+    import shutil
+
+    import dask.array as da
+    import zarr
+    from ome_zarr.writer import write_labels
+
+    path = Path(path)
+    if not path.is_dir():
+        raise BiosegError(f"{path} is not an OME-Zarr store")
+    image, axes = load_zarr(path, "")
+    axes = axes or "CZYX"[-image.ndim :]
+    spatial = "".join(a for a in axes if a in "ZYX")
+    spatial_shape = tuple(image.shape[axes.index(a)] for a in spatial)
+    voxel = ome_zarr_voxel_size(path, "")
+    scale = _scale_dict(spatial, _scale(tuple(voxel)[-len(spatial) :] if voxel else None, spatial, path))
+    group = zarr.open_group(str(path), mode="r+")
+    for name, lab in labels.items():
+        lab = np.asarray(lab)
+        if tuple(lab.shape) != spatial_shape:
+            raise BiosegError(f"{path}: label '{name}' has shape {lab.shape}, the image's {spatial} is {spatial_shape}")
+        if (path / "labels" / name).exists():
+            shutil.rmtree(path / "labels" / name)
+        write_labels(
+            da.from_array(lab),
+            group,
+            name,
+            scaler=None,
+            axes=spatial.lower(),
+            scale=scale,
+            label_metadata={"source": {"image": "../../"}},
+        )
+    _dedupe_label_list(zarr.open_group(str(path / "labels"), mode="r+"))
+    return path
+
+
+def _dedupe_label_list(labels_group: Any) -> None:
+    """ome-zarr appends a label's name to the list each time it is written: keep each name once."""
+    attrs = labels_group.attrs.asdict()
+    holder = attrs.get("ome", attrs)
+    names = holder.get("labels", [])
+    unique = list(dict.fromkeys(names))
+    if unique != names:
+        holder["labels"] = unique
+        labels_group.attrs.update(attrs)

@@ -66,7 +66,8 @@ def soft_skeleton(prob: Tensor, iterations: int = 10) -> Tensor:
     """
     if prob.ndim not in _MAX_POOLS:
         raise BiosegError(
-            f"soft_skeleton got shape {tuple(prob.shape)}; expected (N, C, H, W) for 2D or (N, C, D, H, W) for 3D"
+            f"soft_skeleton got shape {tuple(prob.shape)}; "
+            "expected (N, C, H, W) for 2D or (N, C, D, H, W) for 3D"
         )
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise BiosegError(f"iterations is {iterations!r}; it must be an integer >= 0 (e.g. 10)")

@@ -39,9 +39,7 @@ def _preset(name: str) -> Callable[..., nn.Module]:
     ``model_options`` lists every UNet option and ``create_model`` checks overrides against them."""
     defaults = PRESETS[name]
     signature = inspect.signature(UNet)
-    params = [
-        p.replace(default=defaults[p.name]) if p.name in defaults else p for p in signature.parameters.values()
-    ]
+    params = [p.replace(default=defaults.get(p.name, p.default)) for p in signature.parameters.values()]
     signature = signature.replace(parameters=params)
 
     def build(*args: Any, **kwargs: Any) -> nn.Module:
@@ -66,4 +64,3 @@ def _preset(name: str) -> Callable[..., nn.Module]:
 
 hoppernet_lite = MODELS.register("hoppernet_lite")(_preset("hoppernet_lite"))
 hoppernet = MODELS.register("hoppernet")(_preset("hoppernet"))
-

@@ -129,7 +129,7 @@ def _check_map(name: str, prob: np.ndarray) -> np.ndarray:
     if lo < 0.0 or hi > 1.0:
         raise BiosegError(
             f"{name} has values in [{lo:.3g}, {hi:.3g}]; expected probabilities in [0, 1] — "
-            f"apply a sigmoid/softmax to logits first"
+            f"apply a sigmoid/softmax to logits, or divide an 8-bit map by 255"
         )
     return prob.astype(np.float32, copy=False)
 
@@ -156,7 +156,8 @@ def boundaries_to_instances(
     2. Distance transform of the cell region (physical units with ``spacing``), smoothed by
        ``sigma_seeds``; seeds at its h-maxima or at peaks ``min_distance`` apart.
     3. Watershed of ``boundary_prob`` from the seeds inside ``mask`` → superpixels.
-    4. Region adjacency graph weighted by the mean boundary probability along each contact;
+    4. Region adjacency graph weighted by the mean boundary probability along each contact (each
+       touching voxel pair counts with the larger of its two values, i.e. the ridge value);
        agglomeration (``average``, ``multicut`` or ``none``).
     5. Objects smaller than ``min_size`` merge into their neighbour with the most contact (or are
        removed, ``small_objects="remove"``), objects larger than ``max_size`` are removed; labels are

@@ -1,0 +1,186 @@
+"""``bioseg augment-preview``: a grid of training patches after augmentation, with their masks outlined.
+
+The patches are drawn exactly as training draws them (the fold's training images, the config's patch size,
+foreground fraction and channel spec) and go through the config's augmentation pipeline, so the grid shows
+what the model will see. Tiles keep one intensity scale (taken from the patches before augmentation), so
+brightness, contrast and noise changes stay visible; the first head's target is outlined per class.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bioseg.config import Experiment
+from bioseg.errors import BiosegError
+
+__all__ = ["PreviewResult", "augment_preview", "grid_shape", "tile_grid"]
+
+GAP = 4  # pixels between tiles (and around the grid)
+MIN_TILE = 128  # small patches are enlarged (nearest neighbour) to at least this many pixels
+
+
+@dataclass
+class PreviewResult:
+    path: Path
+    n: int
+    rows: int
+    cols: int
+    tile: tuple[int, int]  # (height, width) of one tile in the PNG
+
+
+def grid_shape(n: int, cols: int | None = None) -> tuple[int, int]:
+    """(rows, cols) of a grid of ``n`` tiles: about square, wider than tall."""
+    if n < 1:
+        raise BiosegError(f"-n {n}: the preview needs at least one sample")
+    cols = cols or math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def _display(planes: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``(C, Y, X)`` float → ``(Y, X, 3)`` uint8 with fixed per-channel limits: three channels as RGB,
+    two as magenta/green, otherwise the first channel in grey."""
+    c = planes.shape[0]
+    scaled = np.clip((planes - low[:c, None, None]) / (high[:c, None, None] - low[:c, None, None]), 0, 1)
+    if c == 3:
+        rgb = np.moveaxis(scaled, 0, -1)
+    elif c == 2:
+        rgb = np.stack([scaled[0], scaled[1], scaled[0]], -1)
+    else:
+        rgb = np.repeat(scaled[0][..., None], 3, -1)
+    return np.rint(rgb * 255).astype(np.uint8)
+
+
+def _outline(rgb: np.ndarray, labels: np.ndarray, width: int = 1) -> np.ndarray:
+    """Draw the inner outline (``width`` pixels) of each class region in its class colour."""
+    from scipy import ndimage
+    from skimage.segmentation import find_boundaries
+
+    from bioseg.reports.charts import CLASS_COLOURS
+
+    out = rgb.copy()
+    edges = find_boundaries(labels, mode="inner") & (labels > 0)
+    if width > 1:
+        edges = ndimage.binary_dilation(edges, iterations=width - 1) & (labels > 0)
+    out[edges] = CLASS_COLOURS[(labels[edges] - 1) % len(CLASS_COLOURS)]
+    return out
+
+
+def tile_grid(
+    images: np.ndarray,
+    labels: np.ndarray,
+    cols: int | None = None,
+    low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+    scale: int | None = None,
+) -> np.ndarray:
+    """A grid image of ``(N, C, Y, X)`` patches with ``(N, Y, X)`` class labels outlined.
+
+    Each tile is enlarged ``scale`` times (default: the smallest factor giving ``MIN_TILE`` pixels), tiles are
+    separated by ``GAP`` white pixels. ``low``/``high`` (per channel) fix the display range; default the
+    1st and 99.8th percentiles of all patches. Returns ``(rows·(h + GAP) + GAP, cols·(w + GAP) + GAP, 3)``
+    uint8.
+    """
+    images, labels = np.asarray(images, np.float32), np.asarray(labels)
+    n, c, h, w = images.shape
+    if labels.shape != (n, h, w):
+        raise BiosegError(f"labels of shape {labels.shape} do not fit patches of shape {images.shape}")
+    if low is None or high is None:
+        flat = np.moveaxis(images, 1, 0).reshape(c, -1)
+        low, high = np.percentile(flat, 1.0, axis=1), np.percentile(flat, 99.8, axis=1)
+    low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+    high = np.where(high > low, high, low + 1.0)
+    scale = scale or max(1, math.ceil(MIN_TILE / max(h, w)))
+    rows, cols = grid_shape(n, cols)
+    th, tw = h * scale, w * scale
+    grid = np.full((rows * (th + GAP) + GAP, cols * (tw + GAP) + GAP, 3), 255, np.uint8)
+    for i in range(n):
+        big = images[i].repeat(scale, 1).repeat(scale, 2)
+        lab = labels[i].repeat(scale, 0).repeat(scale, 1).astype(np.int64)
+        tile = _outline(_display(big, low, high), lab, width=max(1, scale // 2 + 1))
+        r, k = divmod(i, cols)
+        y, x = GAP + r * (th + GAP), GAP + k * (tw + GAP)
+        grid[y : y + th, x : x + tw] = tile
+    return grid
+
+
+def _middle_plane(t: Any) -> np.ndarray:
+    """``(N, C, *spatial)`` tensor → ``(N, C, Y, X)`` numpy: 3D patches show their middle plane."""
+    a = t.detach().float().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+    return a[:, :, a.shape[2] // 2] if a.ndim == 5 else a
+
+
+def augment_preview(
+    config: Experiment | dict[str, Any] | str | Path,
+    n: int = 16,
+    out: str | Path = "augment_preview.png",
+    *,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    fold: int | None = None,
+    cols: int | None = None,
+    head: str | None = None,
+) -> PreviewResult:
+    """Draw ``n`` training patches, augment them with the config's pipeline and write the grid as a PNG.
+
+    ``seed`` (default the config's) picks the patches and the augmentation draws; ``head`` (default the
+    first) is the target outlined.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from bioseg.data.augment import build_augmentation
+    from bioseg.data.datamodule import load_samples
+    from bioseg.data.dataset import PatchDataset, channel_mapper
+    from bioseg.engine.trainer import as_experiment, checked_data
+    from bioseg.io import write_png
+
+    cfg = as_experiment(config, overrides)
+    if fold is not None:
+        cfg.data.fold = fold
+    heads = list(cfg.heads)
+    head = head or heads[0]
+    if head not in cfg.heads:
+        raise BiosegError(f"head '{head}' is not in the config; heads: {', '.join(heads)}")
+    seed = cfg.seed if seed is None else seed
+    index, split = checked_data(cfg)
+    names = split.get("train") or []
+    if not names:
+        raise BiosegError(f"fold {cfg.data.fold} has no training images; re-run 'bioseg split'")
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(len(names), size=min(n, len(names)), replace=False).tolist())
+    samples = load_samples(index, [names[i] for i in picked], cfg, "train")
+    mapper = channel_mapper(cfg.data)
+    dataset = PatchDataset(
+        samples,
+        cfg.data.patch_size,
+        n,
+        cfg.data.foreground_fraction,
+        seed=seed,
+        channels=mapper if mapper is not None and mapper.stochastic else None,
+    )
+    batch = next(iter(DataLoader(dataset, batch_size=n, shuffle=False)))
+    image = batch["image"].float()
+    key = f"target/{head}"
+    moving = {k: v for k, v in batch.items() if k.startswith(("target/", "weight/"))}
+    if cfg.augment:
+        augmentation = build_augmentation(cfg.augment, cfg.model.spatial_dims)
+        augmented, moved = augmentation(image, moving, generator=torch.Generator().manual_seed(seed))
+    else:
+        augmented, moved = image, moving
+    before = _middle_plane(image)
+    flat = np.moveaxis(before, 1, 0).reshape(before.shape[1], -1)
+    low, high = np.percentile(flat, 1.0, axis=1), np.percentile(flat, 99.8, axis=1)
+    margin = 0.1 * (high - low)  # headroom, so that brightened or darkened patches do not just saturate
+    low, high = low - margin, high + margin
+    labels = _middle_plane(moved[key])[:, 0].round().astype(np.int64)
+    grid = tile_grid(_middle_plane(augmented), labels, cols=cols, low=low, high=high)
+    path = write_png(Path(out), grid)
+    rows, ncols = grid_shape(n, cols)
+    h, w = before.shape[2:]
+    scale = max(1, math.ceil(MIN_TILE / max(h, w)))
+    return PreviewResult(path, n, rows, ncols, (h * scale, w * scale))
