@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from bioseg.data.layouts import discover
 from bioseg.data.preprocess import map_mask
-from bioseg.data.splits import load_split
+from bioseg.data.splits import split_for
 from bioseg.errors import BiosegError
 from bioseg.io import IMAGE_SUFFIXES, read_mask
 from bioseg.metrics import confusion_matrix, scores_from_confusion
@@ -113,7 +113,7 @@ def evaluate_run(
     cfg = predictor.cfg
     d = cfg.data
     index = discover(d.root, d.layout, d.csv)
-    names = load_split(d.splits_dir or Path(d.root) / "splits", d.fold).get(split)
+    names = split_for(index, d.splits_dir, d.fold).get(split)
     if not names:
         raise BiosegError(f"split '{split}' of fold {d.fold} is empty; choose one of train, val, test")
     by_name = {s.name: s for s in index.samples}

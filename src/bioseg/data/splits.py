@@ -337,3 +337,12 @@ def _write_names(path: Path, names: list[str]) -> None:
 
 def _read_names(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def split_for(index, splits_dir: Path | None, fold: int) -> dict[str, list[str]]:
+    """The fold's split: from the split files when they exist, else the dataset's own train/val/test
+    folders (x/y, multitask and zarr layouts), so such datasets train without 'bioseg split'."""
+    folder = Path(splits_dir) if splits_dir is not None else Path(index.root) / "splits"
+    if index.presplit and index.presplit.get("train") and not folder.is_dir():
+        return {part: list(index.presplit.get(part, [])) for part in ("train", "val", "test")}
+    return load_split(folder, fold)

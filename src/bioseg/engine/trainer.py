@@ -16,7 +16,7 @@ from bioseg import config as config_mod
 from bioseg.config import Experiment
 from bioseg.data.datamodule import SegmentationDataModule
 from bioseg.data.layouts import discover
-from bioseg.data.splits import load_split
+from bioseg.data.splits import split_for
 from bioseg.data.validate import check_dataset
 from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts, read_metrics_csv
 from bioseg.engine.module import SegmentationModule
@@ -63,7 +63,7 @@ def checked_data(cfg: Experiment):
         raise BiosegError(
             f"{d.root} has {len(report.problems)} problem(s); fix them (see 'bioseg check {d.root}'):\n{listing}"
         )
-    split = load_split(d.splits_dir or Path(d.root) / "splits", d.fold)
+    split = split_for(index, d.splits_dir, d.fold)
     return index, split
 
 

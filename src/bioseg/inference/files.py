@@ -20,7 +20,9 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
+        if path.is_dir() and path.suffix.lower() == ".zarr":  # an OME-Zarr store is one image
+            files.append(path)
+        elif path.is_dir():
             found = sorted(
                 p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
             )
@@ -88,4 +90,20 @@ def predict_files(
         prediction = predictor.predict(raw, name=str(path))
         instances = predict_instances(prediction.probabilities, cfg, voxel_spacing(path, cfg))
         written += write_prediction(out_dir, path.stem, raw, prediction, predictor, instances)
+        if path.suffix.lower() == ".zarr":
+            write_into_store(path, prediction, instances)
     return written
+
+
+def write_into_store(store: Path, prediction: Prediction, instances: np.ndarray | None) -> None:
+    """Label images ``labels/<head>_prediction`` (and ``labels/instances_prediction``) in the input store,
+    beside its own labels, so viewers of the store show image, truth and prediction together."""
+    from bioseg.io import add_ome_zarr_labels
+
+    labels = {
+        f"{head}_prediction": lab.astype(np.uint8 if lab.max() < 256 else np.int32)
+        for head, lab in prediction.labels.items()
+    }
+    if instances is not None:
+        labels["instances_prediction"] = instances.astype(np.int32)
+    add_ome_zarr_labels(store, labels)

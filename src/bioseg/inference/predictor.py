@@ -12,13 +12,13 @@ import numpy as np
 import torch
 
 from bioseg.config import Experiment
-from bioseg.data.dataset import prepare_image
+from bioseg.data.dataset import prepare_image, read_input
+from bioseg.data.resize import fit_to_square, plan_fit, restore
 from bioseg.engine.module import build_network
 from bioseg.engine.run_folder import WEIGHTS, find_model_dir, load_weights, read_meta
 from bioseg.errors import BiosegError
 from bioseg.inference.heads import activate, to_labels
 from bioseg.inference.tiling import sliding_window
-from bioseg.io import read_image
 from bioseg.nn.blocks import ConvBlock
 from bioseg.postprocess.semantic import clean_labels
 
@@ -137,15 +137,32 @@ class Predictor:
         return prepare_image(raw, self.cfg.data, name)
 
     def predict(self, raw: np.ndarray, name: str = "image") -> Prediction:
-        """Predict a raw image array, normalised exactly as in training."""
-        return self.predict_prepared(self.prepare(raw, name))
+        """Predict a raw image array, normalised exactly as in training. With ``data.resize`` the image is
+        fitted into the training square and the probabilities are mapped back to its own size."""
+        image = self.prepare(raw, name)
+        if not self.cfg.data.resize:
+            return self.predict_prepared(image)
+        fit = plan_fit(image.shape[1:], self.cfg.data.resize)
+        probs = self._probabilities(fit_to_square(image, fit))
+        return self._finish({h: restore(p, fit) for h, p in probs.items()})
 
     def predict_file(self, path: str | Path) -> Prediction:
-        return self.predict(read_image(path), name=str(path))
+        return self.predict(read_input(Path(path), self.cfg.data, self.spatial_dims), name=str(path))
 
-    @torch.inference_mode()
     def predict_prepared(self, image: np.ndarray) -> Prediction:
         """Predict an already normalised ``(C, *spatial)`` image."""
+        return self._finish(self._probabilities(image))
+
+    def _finish(self, probs: dict[str, np.ndarray]) -> Prediction:
+        """Labels (and cleanup) from probabilities ``{head: (K, *spatial)}``."""
+        labels = {}
+        for name, head in self.cfg.heads.items():
+            lab = to_labels(torch.from_numpy(probs[name]), head.type, self.infer.threshold).numpy()
+            labels[name] = clean_labels(lab, self.cfg.post.min_size, self.cfg.post.fill_holes)
+        return Prediction(probs, labels)
+
+    @torch.inference_mode()
+    def _probabilities(self, image: np.ndarray) -> dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(self.device)
         logits = sliding_window(
             self._forward,
@@ -156,13 +173,10 @@ class Predictor:
             batch_size=self.infer.batch_size,
             size_divisor=self.net.size_divisor,
         )
-        probs, labels = {}, {}
-        for name, head in self.cfg.heads.items():
-            p = activate(logits[name], head.type)
-            lab = to_labels(p, head.type, self.infer.threshold).cpu().numpy()
-            labels[name] = clean_labels(lab, self.cfg.post.min_size, self.cfg.post.fill_holes)
-            probs[name] = p.cpu().numpy().astype(np.float32, copy=False)
-        return Prediction(probs, labels)
+        return {
+            name: activate(logits[name], head.type).cpu().numpy().astype(np.float32, copy=False)
+            for name, head in self.cfg.heads.items()
+        }
 
     def _forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Tiles ``(B, C, *patch)`` → logits ``{head: (B, K, *patch)}`` float32, through the fast network."""

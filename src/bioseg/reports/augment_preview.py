@@ -55,19 +55,23 @@ def _display(planes: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarra
     return np.rint(rgb * 255).astype(np.uint8)
 
 
-def _outline(rgb: np.ndarray, labels: np.ndarray, width: int = 1) -> np.ndarray:
-    """Draw the inner outline (``width`` pixels) of each class region in its class colour."""
+def _outline(rgb: np.ndarray, labels: np.ndarray, width: int = 1, alpha: float = 0.2) -> np.ndarray:
+    """Tint each class region lightly (``alpha``) and draw its inner outline (``width`` pixels) in the
+    class colour: the tint says which side of the line is the object."""
     from scipy import ndimage
     from skimage.segmentation import find_boundaries
 
     from bioseg.reports.charts import CLASS_COLOURS
 
-    out = rgb.copy()
-    edges = find_boundaries(labels, mode="inner") & (labels > 0)
+    out = rgb.astype(np.float32)
+    inside = labels > 0
+    colours = CLASS_COLOURS[(np.maximum(labels, 1) - 1) % len(CLASS_COLOURS)].astype(np.float32)
+    out[inside] = (1 - alpha) * out[inside] + alpha * colours[inside]
+    edges = find_boundaries(labels, mode="inner") & inside
     if width > 1:
-        edges = ndimage.binary_dilation(edges, iterations=width - 1) & (labels > 0)
-    out[edges] = CLASS_COLOURS[(labels[edges] - 1) % len(CLASS_COLOURS)]
-    return out
+        edges = ndimage.binary_dilation(edges, iterations=width - 1) & inside
+    out[edges] = colours[edges]
+    return np.rint(out).astype(np.uint8)
 
 
 def tile_grid(

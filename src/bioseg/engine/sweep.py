@@ -1,0 +1,211 @@
+"""``bioseg sweep``: one training run per value of one config key, scored on the test split.
+
+Each run is named ``<name>-<key>-<i>``; after training it is evaluated on the test split and its per-class
+accuracy (recall: the fraction of each class's true pixels predicted as that class, from the confusion
+matrix of the saved label images and the masks) is recorded. The chart puts per-class accuracy against the
+swept value, e.g. background against foreground accuracy as the cross-entropy class weight of the
+foreground grows (weighting one class trades its under-segmentation for over-segmentation).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from bioseg.errors import BiosegError
+
+__all__ = ["SweepResult", "class_recall", "parse_sweep", "plot_sweep", "sweep", "sweep_axis"]
+
+
+@dataclass
+class SweepResult:
+    key: str
+    values: list[Any]
+    rows: list[dict[str, Any]]  # per value: index, value, x, run, test scores, recall/<class>
+    out_dir: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def run_dirs(self) -> list[Path]:
+        return [Path(r["run"]) for r in self.rows]
+
+
+def parse_sweep(text: str) -> tuple[str, list[Any]]:
+    """``"loss.0.class_weights=[[1,0.1],[1,10]]"`` → ``("loss.0.class_weights", [[1, 0.1], [1, 10]])``."""
+    if "=" not in text:
+        raise BiosegError(f"--set '{text}' is not KEY=[v1, v2, …]; write e.g. --set 'optim.lr=[1e-3, 1e-2]'")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        values = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        values = None
+    if not key or not isinstance(values, list) or not values:
+        raise BiosegError(
+            f"--set '{text}' must give a YAML list of the values to try, e.g. --set '{key or 'optim.lr'}=[1e-3, 1e-2]'"
+        )
+    return key, values
+
+
+def sweep_axis(values: Sequence[Any], key: str = "value") -> tuple[list[float], str, bool, list[str] | None]:
+    """Where each value goes on the chart's x axis: ``(xs, x label, log scale, tick labels or None)``.
+
+    Numbers are used as they are; lists of numbers in which one element changes are placed by that element
+    (``[1, 0.01]``, ``[1, 10]`` → 0.01, 10 on ``key[1]``); anything else is placed by its index and named
+    by its text. The axis is logarithmic when the numbers are positive and span more than a factor of 20.
+    """
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    xs: list[float] | None = None
+    label = key
+    if all(number(v) for v in values):
+        xs = [float(v) for v in values]
+    elif all(isinstance(v, list) and v and all(number(u) for u in v) for v in values):
+        if len({len(v) for v in values}) == 1:
+            changing = [i for i in range(len(values[0])) if len({v[i] for v in values}) > 1]
+            if len(changing) == 1:
+                xs, label = [float(v[changing[0]]) for v in values], f"{key}[{changing[0]}]"
+    if xs is None:
+        return [float(i) for i in range(len(values))], key, False, [json.dumps(v) for v in values]
+    log = all(x > 0 for x in xs) and max(xs) / min(xs) > 20
+    return xs, label, log, None
+
+
+def class_recall(run_dir: str | Path, split: str = "test", head: str | None = None) -> dict[str, float]:
+    """``{"recall/<class>": …}`` of a run's head (default the first) on ``split``, from the label images
+    that ``evaluate_run`` saved in ``predictions/<split>/`` and the dataset's masks. A class without a
+    true pixel gets NaN."""
+    import tifffile
+
+    from bioseg import config as config_mod
+    from bioseg.data.dataset import read_label_mask
+    from bioseg.data.head_targets import make_head_targets
+    from bioseg.data.layouts import discover
+    from bioseg.data.splits import load_split
+    from bioseg.engine.module import class_names
+    from bioseg.inference.files import output_names
+    from bioseg.metrics import confusion_matrix
+
+    run_dir = Path(run_dir)
+    cfg = config_mod.load(run_dir / "config.yaml")
+    head = head or next(iter(cfg.heads))
+    d = cfg.data
+    names = load_split(d.splits_dir or Path(d.root) / "splits", d.fold).get(split) or []
+    by_name = {s.name: s for s in discover(d.root, d.layout, d.csv).samples}
+    classes = cfg.heads[head].classes
+    total = np.zeros((classes, classes), np.int64)
+    folder = run_dir / "predictions" / split
+    for name in names:
+        labels_path = folder / output_names(Path(name).name, head, len(cfg.heads) == 1)["labels"]
+        if not labels_path.is_file():
+            raise BiosegError(f"{labels_path} is missing; run 'bioseg evaluate {run_dir} --split {split}' first")
+        pred = tifffile.imread(labels_path).astype(np.int64)
+        targets, _ = make_head_targets(read_label_mask(by_name[name].mask, cfg), cfg, with_weights=False)
+        total += confusion_matrix(pred, targets[head], classes).numpy()
+    true = total.sum(1)
+    return {
+        f"recall/{c}": float(total[i, i] / true[i]) if true[i] else math.nan
+        for i, c in enumerate(class_names(cfg, head))
+    }
+
+
+def plot_sweep(rows: list[dict[str, Any]], key: str, path: str | Path, title: str | None = None) -> Path:
+    """Per-class accuracy (recall) against the swept value, the test Dice (mean of the foreground classes)
+    dashed, on the axis that :func:`sweep_axis` chooses."""
+    from bioseg.reports.charts import _new_figure
+
+    xs, label, log, ticks = sweep_axis([r["value"] for r in rows], key)
+    order = np.argsort(xs)
+    classes = [k for k in rows[0] if k.startswith("recall/")]
+    fig = _new_figure((6.4, 4.4))
+    ax = fig.add_subplot()
+    for k in classes:
+        ys = [rows[i][k] for i in order]
+        ax.plot([xs[i] for i in order], ys, "-o", ms=5, lw=1.8, label=f"{k.removeprefix('recall/')} accuracy")
+    ax.plot(
+        [xs[i] for i in order], [rows[i]["dice_mean"] for i in order], "--", color="grey", lw=1.2, label="Dice (mean)"
+    )
+    if log:
+        ax.set_xscale("log")
+    if ticks is not None:
+        ax.set_xticks(xs, ticks, rotation=20 if max(len(t) for t in ticks) > 8 else 0)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(label)
+    ax.set_ylabel("test accuracy per class (recall)")
+    ax.set_title(title or f"per-class accuracy against {label}", fontsize="medium")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def sweep(
+    config: str | Path | dict[str, Any],
+    key: str,
+    values: Sequence[Any],
+    out: str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    fold: int | None = None,
+    split: str = "test",
+    reuse: bool = False,
+    progress: bool = True,
+) -> SweepResult:
+    """Train one run per value of ``key`` (with ``overrides`` applied to all), evaluate each on ``split``
+    and write ``sweep.csv``, ``sweep.json`` and ``class_accuracy.png`` to ``out`` (default
+    ``<output_dir>/<name>-<key>-sweep``). ``reuse``: a run folder that already holds a trained model of the
+    same name is evaluated instead of trained again (to finish an interrupted sweep)."""
+    from bioseg.engine.trainer import as_experiment, train
+    from bioseg.evaluation import evaluate_run
+
+    if not values:
+        raise BiosegError(f"the sweep of {key} has no value; give a list such as [1e-3, 1e-2]")
+    fixed = list(overrides or [])
+    base = as_experiment(config, fixed)
+    plans = []
+    for i, value in enumerate(values):
+        name = f"{base.name}-{key}-{i}"
+        run_overrides = [*fixed, f"{key}={json.dumps(value)}", f"name={name}"]
+        try:
+            cfg = as_experiment(config, run_overrides)  # every value is checked before the first run trains
+        except BiosegError as err:
+            raise BiosegError(f"{key}={json.dumps(value)} does not make a valid config: {err}") from None
+        plans.append((value, run_overrides, cfg))
+    out_dir = Path(out) if out is not None else Path(base.output_dir) / f"{base.name}-{key}-sweep"
+    rows = []
+    for i, (value, run_overrides, cfg) in enumerate(plans):
+        if fold is not None:
+            cfg.data.fold = fold
+        run_dir = cfg.run_dir
+        if not (reuse and (run_dir / "model" / "model.json").is_file()):
+            run_dir = train(config, fold=fold, overrides=run_overrides, progress=progress).run_dir
+        scores = evaluate_run(run_dir, split=split, progress=progress).scores
+        row: dict[str, Any] = {"index": i, "value": value, "run": str(run_dir)}
+        row.update({k: scores[k] for k in ("dice_mean", "iou_mean", "accuracy")})
+        row.update({k: v for k, v in scores.items() if k.startswith("dice/")})
+        row.update(class_recall(run_dir, split))
+        rows.append(row)
+    xs, _, _, _ = sweep_axis(values, key)
+    for row, x in zip(rows, xs, strict=True):
+        row["x"] = x
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out_dir / "sweep.csv", "json": out_dir / "sweep.json"}
+    with paths["csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "value": json.dumps(r["value"])} for r in rows)
+    doc = {"key": key, "values": list(values), "split": split, "runs": rows}
+    paths["json"].write_text(json.dumps(doc, indent=2, allow_nan=True))
+    paths["chart"] = plot_sweep(rows, key, out_dir / "class_accuracy.png")
+    return SweepResult(key, list(values), rows, out_dir, paths)
