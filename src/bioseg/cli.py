@@ -288,6 +288,9 @@ def demo(
         from bioseg.demo import run_demo as run
     run(output, log=typer.echo, progress=progress)
 
+# the experiment commands live in their own module; importing it registers them on ``app``
+from bioseg import cli_experiments  # noqa: E402,F401
+
 
 def main() -> None:
     try:

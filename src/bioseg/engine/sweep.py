@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +39,25 @@ class SweepResult:
         return [Path(r["run"]) for r in self.rows]
 
 
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as text: such strings become floats, in lists too."""
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
 def parse_sweep(text: str) -> tuple[str, list[Any]]:
     """``"loss.0.class_weights=[[1,0.1],[1,10]]"`` → ``("loss.0.class_weights", [[1, 0.1], [1, 10]])``."""
     if "=" not in text:
-        raise BiosegError(f"--set '{text}' is not KEY=[v1, v2, …]; write e.g. --set 'optim.lr=[1e-3, 1e-2]'")
+        raise BiosegError(
+            f"--set '{text}' is not KEY=[v1, v2, …] (a key and a list of values); "
+            "write e.g. --set 'optim.lr=[1e-3, 1e-2]'"
+        )
     key, raw = (part.strip() for part in text.split("=", 1))
     try:
         values = yaml.safe_load(raw)
@@ -51,7 +67,7 @@ def parse_sweep(text: str) -> tuple[str, list[Any]]:
         raise BiosegError(
             f"--set '{text}' must give a YAML list of the values to try, e.g. --set '{key or 'optim.lr'}=[1e-3, 1e-2]'"
         )
-    return key, values
+    return key, _numbers(values)
 
 
 def sweep_axis(values: Sequence[Any], key: str = "value") -> tuple[list[float], str, bool, list[str] | None]:
@@ -168,17 +184,25 @@ def sweep(
     same name is evaluated instead of trained again (to finish an interrupted sweep)."""
     from bioseg.engine.trainer import as_experiment, train
     from bioseg.evaluation import evaluate_run
+    from bioseg.losses import build_loss
 
     if not values:
         raise BiosegError(f"the sweep of {key} has no value; give a list such as [1e-3, 1e-2]")
     fixed = list(overrides or [])
     base = as_experiment(config, fixed)
+    if key.split(".")[0] == "loss" and base.loss is None:
+        head = next(iter(base.heads))
+        raise BiosegError(
+            f"the config has no top-level 'loss' list for {key} to change; write one (e.g. loss: [{{name: ce, "
+            f"class_weights: [1, 1]}}, {{name: dice}}]) or sweep heads.{head}.{key}"
+        )
     plans = []
     for i, value in enumerate(values):
         name = f"{base.name}-{key}-{i}"
         run_overrides = [*fixed, f"{key}={json.dumps(value)}", f"name={name}"]
-        try:
-            cfg = as_experiment(config, run_overrides)  # every value is checked before the first run trains
+        try:  # every value is checked (config and loss options) before the first run trains
+            cfg = as_experiment(config, run_overrides)
+            build_loss(cfg.heads)
         except BiosegError as err:
             raise BiosegError(f"{key}={json.dumps(value)} does not make a valid config: {err}") from None
         plans.append((value, run_overrides, cfg))

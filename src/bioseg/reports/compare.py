@@ -142,9 +142,9 @@ def summarise(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str,
     return out
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.4f}"
+        return "–" if math.isnan(value) else f"{value:.{digits}f}"
     return str(value)
 
 
@@ -163,7 +163,8 @@ def _markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]], keys: l
     lines += ["", "## Runs", "", "| " + " | ".join(run_keys) + " | run |"]
     lines.append("|---|" + "---:|" * (len(run_keys) - 1) + "---|")
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(k, "")) for k in run_keys) + f" | `{r['run']}` |")
+        cells = [_fmt(r.get(k, ""), 1 if k == "train_time_s" else 4) for k in run_keys]
+        lines.append("| " + " | ".join(cells) + f" | `{r['run']}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -242,7 +243,8 @@ def plot_test_scores(rows: list[dict[str, Any]], keys: list[str], path: Path, sp
     ax.set_ylabel(f"{split} score")
     ax.set_title(f"{split} scores (bars: mean over folds, whiskers: std, dots: folds)", fontsize="medium")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+    # below the axes, so that no bar is hidden behind it
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(3, len(names)), frameon=False)
     fig.savefig(path, dpi=110)
     return path
 
@@ -250,6 +252,8 @@ def plot_test_scores(rows: list[dict[str, Any]], keys: list[str], path: Path, sp
 def plot_validation_curves(records: list[RunRecord], labels: list[str], path: Path) -> Path:
     """Two panels over epochs: the monitored validation metric and the validation loss, a line per run
     (colour per experiment, line style per fold)."""
+    from matplotlib.ticker import MaxNLocator
+
     from bioseg.reports.charts import _new_figure
 
     colours = _colours(list(dict.fromkeys(labels)))
@@ -274,6 +278,7 @@ def plot_validation_curves(records: list[RunRecord], labels: list[str], path: Pa
                 label=f"{label} fold {r.fold}" if p == 0 else None,
             )
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)
         ax.set_title(key, fontsize="medium")
         ax.grid(alpha=0.3)

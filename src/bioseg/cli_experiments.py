@@ -1,0 +1,172 @@
+"""Commands for preparing and comparing experiments: crop, lr-find, augment-preview, compare, sweep.
+
+Registered on ``bioseg.cli.app``; heavy modules are imported inside the commands so that ``bioseg --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bioseg.cli import app
+from bioseg.errors import BiosegError
+
+
+def _size(text: str) -> int | list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise BiosegError(f"--size '{text}' is not a size; write e.g. --size 400 or --size 32,128,128") from None
+    return values[0] if len(values) == 1 else values
+
+
+@app.command()
+def crop(
+    images: Path = typer.Argument(..., help="folder of large images (or one image file); any channel count"),
+    masks: Path = typer.Argument(..., help="folder of their masks, paired by file name (or one mask file)"),
+    output: Path = typer.Option(..., "--output", "-o", help="new dataset folder (images/, masks/, crops.csv)"),
+    size: str = typer.Option("400", help="crop size in pixels: one value, or one per axis (e.g. 32,128,128)"),
+    per_object: bool = typer.Option(
+        True, "--per-object/--grid", help="one crop centred on each object, or a regular grid of crops"
+    ),
+    negatives: int = typer.Option(0, help="object-free 'negative control' crops per image"),
+    mask_format: str = typer.Option(
+        "binary", help="crop masks: binary (0/1), instances (ids 1..n per crop), centre (only the centred object)"
+    ),
+    objects: str = typer.Option(
+        "auto", help="objects are the mask's ids, or its connected components (auto: components of 0/1 masks)"
+    ),
+    seed: int = typer.Option(0, help="random seed for the negative crops"),
+) -> None:
+    """Cut training subimages from large fields: a dataset in the pairs layout, ready for 'bioseg check'."""
+    from bioseg.data.crop import crop_dataset
+
+    result = crop_dataset(
+        images,
+        masks,
+        output,
+        size=_size(size),
+        mode="object" if per_object else "grid",
+        negatives=negatives,
+        seed=seed,
+        mask_format=mask_format,
+        objects_from=objects,
+    )
+    kinds = ", ".join(f"{result.count(k)} {k}" for k in ("object", "grid", "negative") if result.count(k))
+    typer.echo(f"wrote {len(result.rows)} crops ({kinds or 'none'}) to {output}; list: {result.csv_path}")
+    if result.short:
+        typer.echo(
+            f"found {result.count('negative')} of {result.negatives_asked} negative crops: too little "
+            f"object-free space in {len(result.short)} image(s) ({'; '.join(result.short[:3])}"
+            f"{' …' if len(result.short) > 3 else ''}); try a smaller --size"
+        )
+    typer.echo(f"next: bioseg check {output}")
+
+
+@app.command("lr-find")
+def lr_find(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="chart to write (default: <config stem>_lr_find.png beside the config)"
+    ),
+    min_lr: float = typer.Option(1e-6, help="lowest rate tried"),
+    max_lr: float = typer.Option(1.0, help="highest rate tried"),
+    steps: int = typer.Option(100, help="training steps, one rate each (exponentially spaced)"),
+    fold: int | None = typer.Option(None, help="fold whose training images are used (default: data.fold)"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key, e.g. --set data.batch_size=4"),
+    apply: bool = typer.Option(False, "--apply", help="write the suggested rate into optim.lr of the config"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Learning-rate range test: the loss-vs-rate chart and a suggested optim.lr."""
+    from bioseg.engine.lr_find import apply_lr, find_lr
+
+    out = output or config.with_name(f"{config.stem}_lr_find.png")
+    result = find_lr(
+        config, overrides, out=out, min_lr=min_lr, max_lr=max_lr, steps=steps, fold=fold, progress=progress
+    )
+    typer.echo(f"chart: {result.plot_path} (points: {result.csv_path})")
+    if result.suggestion is None:
+        raise BiosegError(
+            f"no learning rate to suggest: the loss did not fall over {len(result.lrs)} steps "
+            f"from {min_lr:g} to {max_lr:g}; see {result.plot_path}, or try more --steps or a wider range"
+        )
+    typer.echo(f"suggested learning rate: {result.suggestion:.3g} (config optim.lr: {result.current_lr:g})")
+    if apply:
+        written = apply_lr(config, result.suggestion)
+        typer.echo(f"wrote optim.lr: {written:g} to {config}")
+
+
+@app.command("augment-preview")
+def augment_preview(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    n: int = typer.Option(16, "-n", help="number of augmented samples"),
+    output: Path = typer.Option(Path("augment_preview.png"), "--output", "-o", help="PNG to write"),
+    seed: int | None = typer.Option(None, help="random seed (default: the config's)"),
+    cols: int | None = typer.Option(None, help="tiles per row (default: about square)"),
+    head: str | None = typer.Option(None, help="head whose target is outlined (default: the first)"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key, e.g. --set augment.0.p=1"),
+) -> None:
+    """A grid of training patches after the config's augmentations, with their masks outlined."""
+    from bioseg.reports.augment_preview import augment_preview as make_preview
+
+    result = make_preview(config, n, output, overrides=overrides, seed=seed, cols=cols, head=head)
+    typer.echo(f"wrote {result.path}: {result.n} augmented patches, {result.rows}×{result.cols} grid")
+
+
+@app.command()
+def compare(
+    paths: list[Path] = typer.Argument(..., help="run folders (runs/<name>/fold_0, or runs/<name> for all folds)"),
+    output: Path = typer.Option(Path("comparison"), "--output", "-o", help="folder for the table and charts"),
+    train: bool = typer.Option(False, "--train", help="PATHS are experiment YAMLs: train them, then compare"),
+    folds: list[int] = typer.Option([], "--fold", help="with --train: folds to train (repeat; default data.fold)"),
+    overrides: list[str] = typer.Option([], "--set", help="with --train: override a key in every config"),
+    split: str = typer.Option("test", help="split the runs are scored on"),
+    any_split: bool = typer.Option(False, help="compare runs even when their test images differ"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Compare finished runs on one test split: comparison.csv/.md, test_scores.png, validation_curves.png."""
+    from bioseg.reports.compare import compare_runs, train_and_compare
+
+    if train:
+        if split != "test" or any_split:
+            raise BiosegError("--train scores the runs on the shared test split; drop --split and --any-split")
+        result = train_and_compare(paths, output, overrides=overrides, folds=folds or None, progress=progress)
+    else:
+        if overrides or folds:
+            raise BiosegError("--set and --fold apply to --train only; finished runs are compared as they are")
+        result = compare_runs(paths, output, split=split, any_split=any_split, progress=progress)
+    for s in result.summary:
+        spread = f" ± {s['dice_mean_std']:.4f}" if s["n"] > 1 else ""
+        typer.echo(f"{s['experiment']}: Dice {s['dice_mean_mean']:.4f}{spread} ({s['n']} run(s))")
+    typer.echo(f"wrote {', '.join(p.name for p in result.paths.values())} to {result.out_dir}")
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    sweep_set: str = typer.Option(
+        ..., "--set", help="the key to sweep and its values, e.g. --set 'loss.0.class_weights=[[1,0.1],[1,10]]'"
+    ),
+    fixed: list[str] = typer.Option([], "--fixed", help="override applied to every run, e.g. --fixed train.epochs=5"),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="folder for sweep.csv/.json and the chart (default <output_dir>/<name>-<key>-sweep)",
+    ),
+    fold: int | None = typer.Option(None, help="fold to train (default: data.fold)"),
+    reuse: bool = typer.Option(False, help="evaluate runs that a previous sweep finished instead of training them"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Train one run per value of a config key; chart per-class test accuracy against the value."""
+    from bioseg.engine.sweep import parse_sweep
+    from bioseg.engine.sweep import sweep as run_sweep
+
+    key, values = parse_sweep(sweep_set)
+    result = run_sweep(config, key, values, output, overrides=fixed, fold=fold, reuse=reuse, progress=progress)
+    for row in result.rows:
+        recalls = ", ".join(f"{k.removeprefix('recall/')} {v:.3f}" for k, v in row.items() if k.startswith("recall/"))
+        typer.echo(f"{key}={row['value']}: Dice {row['dice_mean']:.4f}; accuracy per class: {recalls}")
+    typer.echo(f"wrote {', '.join(p.name for p in result.paths.values())} to {result.out_dir}")
