@@ -176,8 +176,8 @@ def test_float_weight_maps_stay_in_range(d: int) -> None:
     _, t = aug(torch.rand(4, 1, *ODD[d]), {"w": weights}, gen(1))
     inside = t["w"][t["valid"] == 1]
     assert inside.min() >= 0.5 - 1e-6 and inside.max() <= 3.0 + 1e-6
-    # outside the image float targets are zero, like labels: weighted losses ignore the padding
-    assert t["w"].min() == 0 and t["w"].max() <= 3.0 + 1e-6
+    # outside the image, targets are padded like the image (mirrored): still within the original range
+    assert t["w"].min() >= 0.5 - 1e-6 and t["w"].max() <= 3.0 + 1e-6
     _, exact = build_augmentation(all_steps(names=["flip", "rot90"]), d)(
         torch.rand(4, 1, *ODD[d]), {"w": weights}
     )
@@ -346,3 +346,14 @@ def test_bad_inputs_raise_bioseg_errors() -> None:
         build_augmentation([], 2, padding_mode="mirror")
     with pytest.raises(BiosegError, match="built for 3D"):
         Augmentation([make_transform("flip", 3)], 2)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_image_and_mask_are_padded_alike(d):
+    """A mirrored object in the padding keeps its label: thresholding the image gives the mask everywhere."""
+    mask = torch.zeros(2, 1, *ODD[d], dtype=torch.int64)
+    mask[(slice(None), slice(None)) + (slice(2, 9),) * d] = 1  # an object touching the border region
+    aug = build_augmentation([{"name": "scale", "p": 1.0, "range": [0.6, 0.7]}], d)
+    image, t = aug(mask.float(), {"m": mask}, gen(3))
+    agree = ((image > 0.5).long() == t["m"]).float().mean()
+    assert agree > 0.98

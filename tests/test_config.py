@@ -58,9 +58,7 @@ def test_patch_size_must_match_spatial_dims():
 
 
 def test_overrides_reach_defaults_and_list_items():
-    cfg = config.from_dict(
-        minimal(), overrides=["train.epochs=3", "heads.mask.loss.0.pos_weight=5", "optim.lr=1e-4"]
-    )
+    cfg = config.from_dict(minimal(), overrides=["train.epochs=3", "heads.mask.loss.0.pos_weight=5", "optim.lr=1e-4"])
     assert cfg.train.epochs == 3
     assert cfg.optim.lr == pytest.approx(1e-4)
     assert cfg.heads["mask"].loss[0].kwargs == {"pos_weight": 5}
@@ -102,3 +100,13 @@ def test_overrides_of_a_user_loss_list_reach_the_heads():
     cfg = config.from_dict(raw, overrides=["loss.0.class_weights=[1,10]", "heads.m.weight=3", "train.epochs=2"])
     assert cfg.heads["m"].loss[0].kwargs == {"class_weights": [1, 10]}
     assert cfg.heads["m"].weight == 3 and cfg.train.epochs == 2
+
+
+def test_exponent_numbers_on_the_command_line():
+    assert config.parse_overrides(["a.b=1e-2", "c=[1e-2, 2]", "d=x1e2"]) == {
+        "a": {"b": 0.01},
+        "c": [0.01, 2],
+        "d": "x1e2",
+    }
+    cfg = config.from_dict(minimal(), overrides=["heads.mask.loss.0.pos_weight=1e-2"])
+    assert cfg.heads["mask"].loss[0].kwargs == {"pos_weight": 0.01}

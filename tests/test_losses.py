@@ -127,9 +127,7 @@ def test_ce_pixel_weight_zero_equals_ignore_index() -> None:
 def test_focal_binary_matches_monai(spatial_dims: int, alpha: float | None, gamma: float) -> None:
     logits, target = binary_batch(spatial_dims)
     ref = FocalLoss(gamma=gamma, alpha=alpha, use_softmax=False)(logits, target)
-    torch.testing.assert_close(
-        focal_loss(logits, target, multiclass=False, alpha=alpha, gamma=gamma), ref, **TOL
-    )
+    torch.testing.assert_close(focal_loss(logits, target, multiclass=False, alpha=alpha, gamma=gamma), ref, **TOL)
     if gamma == 0.0 and alpha is None:  # focal without focusing is BCE
         torch.testing.assert_close(ref, bce_loss(logits, target), **TOL)
 
@@ -170,9 +168,7 @@ def test_dice_binary_matches_monai(spatial_dims: int) -> None:
 def test_dice_multiclass_matches_monai(spatial_dims: int, include_background: bool) -> None:
     logits, target = multiclass_batch(spatial_dims, classes=4)
     y = target.unsqueeze(1)
-    ref = DiceLoss(softmax=True, to_onehot_y=True, batch=True, include_background=include_background)(
-        logits, y
-    )
+    ref = DiceLoss(softmax=True, to_onehot_y=True, batch=True, include_background=include_background)(logits, y)
     ours = soft_dice_loss(logits, target, multiclass=True, include_background=include_background)
     torch.testing.assert_close(ours, ref, **TOL)
 
@@ -221,9 +217,7 @@ def test_iou_matches_monai_jaccard_and_special_cases(multiclass: bool) -> None:
     iou = iou_loss(logits, target, multiclass=multiclass)
     dice = soft_dice_loss(logits, target, multiclass=multiclass)
     # Tversky(1, 1) is Jaccard, Tversky(0.5, 0.5) is Dice; IoU = D / (2 - D) in score terms
-    torch.testing.assert_close(
-        tversky_loss(logits, target, multiclass=multiclass, alpha=1, beta=1), iou, **TOL
-    )
+    torch.testing.assert_close(tversky_loss(logits, target, multiclass=multiclass, alpha=1, beta=1), iou, **TOL)
     torch.testing.assert_close(tversky_loss(logits, target, multiclass=multiclass), dice, **TOL)
     if not multiclass:
         d = 1 - dice
@@ -342,12 +336,7 @@ def test_unknown_kwarg_names_loss_key_valid_keys_and_suggestion() -> None:
     with pytest.raises(BiosegError) as err:
         build_term("bce", "binary", pos_weigth=2.0)
     msg = str(err.value)
-    assert (
-        "'bce'" in msg
-        and "'pos_weigth'" in msg
-        and "pos_weight" in msg
-        and "Did you mean 'pos_weight'" in msg
-    )
+    assert "'bce'" in msg and "'pos_weigth'" in msg and "pos_weight" in msg and "Did you mean 'pos_weight'" in msg
     with pytest.raises(BiosegError, match="valid options: alpha, beta, class_weights"):
         build_term("tversky", "multiclass", gama=2)
 
@@ -414,9 +403,7 @@ def test_class_weight_buffers_follow_module_but_not_state_dict() -> None:
 def test_head_loss_sums_weighted_terms_and_reports_parts() -> None:
     logits, target = binary_batch(2)
     w = pixel_weight(logits)
-    head = HeadLoss(
-        "binary", [("bce", 0.3, {"pos_weight": 2.0}), ("dice", 0.7, {}), ("dice", 1.5, {"smooth": 1.0})]
-    )
+    head = HeadLoss("binary", [("bce", 0.3, {"pos_weight": 2.0}), ("dice", 0.7, {}), ("dice", 1.5, {"smooth": 1.0})])
     total, parts = head(logits, target, w)
     bce = bce_loss(logits, target, w, pos_weight=2.0)
     dice = soft_dice_loss(logits, target, multiclass=False, weight=w)
@@ -430,9 +417,7 @@ def test_head_loss_sums_weighted_terms_and_reports_parts() -> None:
 
 def _two_heads() -> dict[str, HeadConfig]:
     return {
-        "fg": HeadConfig(
-            type="binary", weight=2.0, loss=[LossTerm(name="bce", weight=0.5), LossTerm(name="dice")]
-        ),
+        "fg": HeadConfig(type="binary", weight=2.0, loss=[LossTerm(name="bce", weight=0.5), LossTerm(name="dice")]),
         "cls": HeadConfig(
             type="multiclass",
             classes=3,
@@ -452,9 +437,7 @@ def test_composite_sums_heads_with_weights(spatial_dims: int) -> None:
     w = pixel_weight(fg_logits)
     loss = build_loss(_two_heads())
     total, logs = loss({"fg": fg_logits, "cls": cls_logits}, {"fg": fg_target, "cls": cls_target}, {"fg": w})
-    fg = 0.5 * bce_loss(fg_logits, fg_target, w) + soft_dice_loss(
-        fg_logits, fg_target, multiclass=False, weight=w
-    )
+    fg = 0.5 * bce_loss(fg_logits, fg_target, w) + soft_dice_loss(fg_logits, fg_target, multiclass=False, weight=w)
     cls = ce_loss(cls_logits, cls_target, class_weights=[1, 2, 3]) + 0.2 * iou_loss(
         cls_logits, cls_target, multiclass=True
     )
@@ -471,9 +454,7 @@ def test_composite_head_without_target_contributes_nothing() -> None:
     cls_logits.requires_grad_(True)
     loss = CompositeLoss(_two_heads())
     total, logs = loss({"fg": fg_logits, "cls": cls_logits}, {"fg": fg_target, "unused": fg_target})
-    expected = 2.0 * (
-        0.5 * bce_loss(fg_logits, fg_target) + soft_dice_loss(fg_logits, fg_target, multiclass=False)
-    )
+    expected = 2.0 * (0.5 * bce_loss(fg_logits, fg_target) + soft_dice_loss(fg_logits, fg_target, multiclass=False))
     torch.testing.assert_close(total, expected)
     assert not any(k.startswith("cls/") for k in logs)
     total.backward()
@@ -533,3 +514,18 @@ def test_composite_loss_decreases_when_optimised() -> None:
         total.backward()
         opt.step()
     assert total.item() < 0.1 * first
+
+
+def test_bce_class_weights_weigh_each_pixel_by_its_true_class():
+    import torch.nn.functional as F
+
+    from bioseg.losses.terms import build_term
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 1, 9, 11), (torch.rand(2, 1, 9, 11) > 0.7).float()
+    term = build_term("bce", "binary", class_weights=[0.5, 4.0])
+    w = 0.5 + 3.5 * target
+    reference = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * w).sum() / w.sum()
+    assert torch.allclose(term(logits, target), reference, atol=1e-6)
+    with pytest.raises(BiosegError, match="takes two"):
+        build_term("bce", "binary", class_weights=[1, 2, 3])

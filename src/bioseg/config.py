@@ -6,6 +6,7 @@ Python API needs no YAML. Unknown keys are errors that name the closest valid ke
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -400,6 +401,20 @@ def _section_type(annotation: Any) -> Any:
     return None
 
 
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _exponents_as_numbers(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-2`` (no dot) as text; on the command line it is meant as a number."""
+    if isinstance(value, str) and _EXPONENT.match(value):
+        return float(value)
+    if isinstance(value, list):
+        return [_exponents_as_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _exponents_as_numbers(v) for k, v in value.items()}
+    return value
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["train.epochs=5", "optim.lr=1e-3"]`` → nested dict; values parsed as YAML scalars/lists."""
     out: dict[str, Any] = {}
@@ -407,7 +422,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise BiosegError(f"--set '{pair}' is not KEY=VALUE; write e.g. --set train.epochs=5")
         key, raw = pair.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _exponents_as_numbers(yaml.safe_load(raw)) if raw.strip() else None
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

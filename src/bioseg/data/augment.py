@@ -485,7 +485,13 @@ class Augmentation:
                 displacement = disp if displacement is None else displacement + disp
         grid = spat.sampling_grid(matrix.to(device), displacement, shape)
         image = spat.on_samples(image, idx, lambda x: spat.resample(x, grid, self.padding_mode))
-        out = {k: spat.on_samples(v, idx, lambda x: spat.resample(x, grid, "zeros")) for k, v in targets.items()}
+        # targets are padded like the image, so a mirrored object outside the frame keeps its label
+        out = {
+            k: spat.on_samples(
+                v, idx, lambda x, mode=("zeros" if k == "valid" else self.padding_mode): spat.resample(x, grid, mode)
+            )
+            for k, v in targets.items()
+        }
         if self.track_valid:
             out["valid"] = spat.on_samples(out["valid"], idx, lambda x: x * spat.inside(grid))
         return image, out

@@ -28,18 +28,28 @@ def autocast_dtype(device: torch.device | str, precision: str) -> torch.dtype | 
 
     ``bf16`` is bfloat16 on the CPU (fast with AVX-512 BF16 / AMX) and on GPUs that support it; on a CUDA
     GPU without bfloat16 it falls back to float16, which every CUDA GPU runs fast. ``fp16`` asks for
-    float16 explicitly.
+    float16. ``auto`` is bf16 where the hardware runs it natively (a CUDA GPU, or a CPU whose oneDNN has
+    bf16 kernels) and float32 elsewhere, where emulated bf16 would be slower than float32.
     """
     device = torch.device(device)
     if precision == "fp32":
         return None
     if precision == "fp16":
         return torch.float16
-    if precision != "bf16":
-        raise BiosegError(f"infer.precision is {precision!r}; expected fp32 or bf16")
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
+    if precision not in ("bf16", "auto"):
+        raise BiosegError(f"infer.precision is {precision!r}; expected fp32, bf16 or auto")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "auto" and not (device.type == "cpu" and _cpu_has_bf16()):
+        return None
     return torch.bfloat16
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 #: (conv, norm) attribute pairs of blocks whose forward feeds the conv's output only into the norm

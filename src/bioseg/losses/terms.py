@@ -101,8 +101,7 @@ class LossModule(nn.Module):
             )
         if head_type in self.use_instead:
             raise BiosegError(
-                f"loss '{self.name}' does not fit a {head_type} head; "
-                f"use '{self.use_instead[head_type]}' instead"
+                f"loss '{self.name}' does not fit a {head_type} head; use '{self.use_instead[head_type]}' instead"
             )
         unknown = [k for k in kwargs if k not in self.params]
         if unknown:
@@ -163,18 +162,30 @@ def _registered(*names: str) -> Callable[[type[LossModule]], type[LossModule]]:
 
 @_registered("bce")
 class BCETerm(LossModule):
-    """Binary cross-entropy (binary heads). ``pos_weight`` > 1 weighs foreground pixels up."""
+    """Binary cross-entropy (binary heads). ``pos_weight`` > 1 weighs foreground pixels up;
+    ``class_weights: [w_background, w_foreground]`` weighs each pixel by its true class."""
 
     name = "bce"
-    params = {"pos_weight": None}
+    params = {"pos_weight": None, "class_weights": None}
     use_instead = {"multiclass": "ce"}
 
     def _check(self, options: dict[str, Any]) -> dict[str, Any]:
         if options["pos_weight"] is not None:
             options["pos_weight"] = _number("pos_weight", options["pos_weight"], low=0.0, strict=True)
+        cw = options["class_weights"]
+        options["class_weights"] = None if cw is None else _class_list("class_weights", cw)
+        if options["class_weights"] is not None and len(options["class_weights"]) != 2:
+            raise BiosegError(
+                f"bce class_weights has {len(options['class_weights'])} values; a binary head takes two: "
+                "[background, foreground]"
+            )
         return options
 
     def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        cw = self.options["class_weights"]
+        if cw is not None:  # per-pixel weight of the pixel's true class, times any weight map
+            by_class = cw[0] + (cw[1] - cw[0]) * target.float()
+            weight = by_class if weight is None else weight * by_class
         return LF.bce_loss(logits, target, weight, pos_weight=self.options["pos_weight"])
 
 
