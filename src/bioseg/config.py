@@ -195,7 +195,9 @@ class HeadFreezingConfig(Section):
 
 class TrainConfig(Section):
     epochs: int = Field(default=20, ge=1)
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
+        default="auto", description="auto: bf16-mixed where the hardware runs bf16 natively, else 32"
+    )
     gradient_clip: float | None = Field(default=1.0, description="max gradient norm; None: off")
     accumulate_grad_batches: int = Field(default=1, ge=1)
     monitor: str = Field(default="val/dice_mean", description="metric for checkpoints and early stopping")

@@ -189,7 +189,7 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
         default_root_dir=run_dir,
         max_epochs=t.epochs,
         max_time={"minutes": t.max_time_minutes} if t.max_time_minutes else None,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, t.accelerator),
         gradient_clip_val=t.gradient_clip,
         accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=t.val_every,
@@ -205,6 +205,20 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
         log_every_n_steps=1,
     )
     return trainer, checkpoint, monitor
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto`` → bf16-mixed on a GPU with bf16 or a CPU with native bf16 kernels (several times faster
+    than float32 there), 16-mixed on other GPUs, 32 elsewhere; other values as they are."""
+    if precision != "auto":
+        return precision
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16-mixed" if native else "32"
 
 
 def _logger(run_dir: Path):
