@@ -197,3 +197,16 @@ def test_resunet_trains_with_a_frozen_encoder_first(cells_dir, tmp_path):
         bioseg.train(
             {**cfg, "name": "w", "model": {"name": "resunet", "widths": [4, 8]}}, overrides=overrides, progress=False
         )
+
+
+def test_cosine_follows_a_wall_clock_budget(monkeypatch):
+    import bioseg.engine.module as module
+
+    clock = {"t": 100.0}
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock["t"])
+    f = warmup_then(warmup=0, total=1000, cosine=True, floor=0.0, budget_s=60.0)
+    assert f(0) == pytest.approx(1.0)
+    clock["t"] += 30.0  # half the time gone, few steps done: the time decides
+    assert f(10) == pytest.approx(0.5, abs=1e-6)
+    clock["t"] += 30.0
+    assert f(20) == pytest.approx(0.0, abs=1e-9)

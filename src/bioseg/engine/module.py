@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -216,20 +217,30 @@ class SegmentationModule(L.LightningModule):
         else:
             warmup = int(s.warmup_epochs * steps_per_epoch)
             floor = s.min_lr / o.lr
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_then(warmup, total, s.name == "cosine", floor))
+            budget = self.cfg.train.max_time_minutes
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, warmup_then(warmup, total, s.name == "cosine", floor, budget * 60 if budget else None)
+            )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def warmup_then(warmup: int, total: int, cosine: bool, floor: float):
-    """LR factor per step: linear warm-up over ``warmup`` steps, then cosine decay to ``floor``
-    (or constant)."""
+def warmup_then(warmup: int, total: int, cosine: bool, floor: float, budget_s: float | None = None):
+    """LR factor per step: linear warm-up over ``warmup`` steps, then cosine decay to ``floor`` (or
+    constant). With a wall-clock budget the decay follows whichever runs out first, steps or time, so a
+    run stopped by ``train.max_time_minutes`` still ends at a low learning rate."""
+    start: list[float] = []
 
     def factor(step: int) -> float:
+        if not start:
+            start.append(time.monotonic())
         if step < warmup:
             return (step + 1) / (warmup + 1)
         if not cosine:
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        progress = (step - warmup) / max(1, total - warmup)
+        if budget_s:
+            progress = max(progress, (time.monotonic() - start[0]) / budget_s)
+        progress = min(1.0, progress)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
