@@ -211,7 +211,7 @@ def predict(
     patch_size: str | None = typer.Option(None, help="tile size, e.g. 256,256 (default: the run's)"),
     overlap: float | None = typer.Option(None, help="tile overlap fraction (default: the run's)"),
     batch_size: int | None = typer.Option(None, help="tiles per forward pass"),
-    precision: str | None = typer.Option(None, help="fp32 or bf16"),
+    precision: str | None = typer.Option(None, help="auto, fp32, bf16 or fp16 (default: the run's)"),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Predict images: <stem>_prob.tif, <stem>_labels.tif and <stem>_overlay.png per image."""

@@ -256,7 +256,9 @@ class InferConfig(Section):
     overlap: float = Field(default=0.25, ge=0, lt=1)
     blending: Literal["gaussian", "constant"] = "gaussian"
     batch_size: int = Field(default=4, ge=1, description="tiles per forward pass")
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="auto: bf16 where the hardware runs it natively, else fp32"
+    )
     threshold: float = Field(default=0.5, gt=0, lt=1, description="binary heads")
 
 

@@ -103,7 +103,7 @@ def _prepare_binary(
     target = _with_channel(target, logits, "target")
     target = target.to(_float(logits).dtype)
     if target.device.type == "cpu" and target.numel():
-        lo, hi = float(target.min()), float(target.max())
+        lo, hi = (float(v) for v in torch.aminmax(target))  # one pass over the target
         if lo < 0 or hi > 1:
             raise BiosegError(
                 f"binary target has values in [{lo:.3g}, {hi:.3g}]; expected values in [0, 1] "

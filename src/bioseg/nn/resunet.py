@@ -49,6 +49,8 @@ class BasicBlock(nn.Module):
     ``(N, in_channels, H, W)`` → ``(N, channels, H / stride, W / stride)``.
     """
 
+    conv_norm_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # folded by the predictor
+
     def __init__(self, in_channels: int, channels: int, stride: int = 1, norm: str = "batch") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
@@ -76,6 +78,8 @@ class ResNetEncoder(nn.Module):
     :attr:`channels` = (64, 64, 128, 256, 512): the stem after ReLU (before max-pooling), then
     layer1..layer4.
     """
+
+    conv_norm_pairs = (("conv1", "bn1"),)  # folded by the predictor
 
     def __init__(self, in_channels: int = 3, depth: int = 18, norm: str = "batch") -> None:
         super().__init__()

@@ -1,0 +1,61 @@
+"""The predictor's fast path: folded BatchNorm, channels-last tiles, precision choices."""
+
+import numpy as np
+import pytest
+import torch
+
+from bioseg import config
+from bioseg.errors import BiosegError
+from bioseg.inference.predictor import Predictor, autocast_dtype, fold_batchnorm
+from bioseg.nn import create_model
+
+
+def _trained_like(net: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BatchNorm statistics, as after training."""
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return net.eval()
+
+
+@pytest.mark.parametrize(
+    "name, dims, kwargs, shape",
+    [
+        ("unet", 2, {"widths": [4, 8, 16]}, (2, 1, 32, 48)),
+        ("unet", 3, {"widths": [4, 8], "residual": True}, (1, 1, 8, 16, 16)),
+        ("resunet", 2, {"decoder_widths": [4, 8, 8, 16, 16]}, (1, 1, 64, 64)),
+    ],
+)
+def test_folded_network_gives_the_same_output(name, dims, kwargs, shape):
+    net = _trained_like(create_model(name, spatial_dims=dims, in_channels=1, heads={"m": 2}, **kwargs))
+    folded = fold_batchnorm(net)
+    remaining = [m for m in folded.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert not remaining  # every BatchNorm that follows a conv was folded away
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        assert torch.allclose(net(x)["m"], folded(x)["m"], atol=1e-4)
+    assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())  # caller's copy intact
+
+
+def test_precision_choices():
+    assert autocast_dtype("cpu", "fp32") is None
+    assert autocast_dtype("cpu", "bf16") == torch.bfloat16
+    assert autocast_dtype("cpu", "fp16") == torch.float16
+    assert autocast_dtype("cpu", "auto") in (None, torch.bfloat16)
+    with pytest.raises(BiosegError, match="precision"):
+        autocast_dtype("cpu", "int8")
+
+
+def test_bf16_labels_agree_with_fp32():
+    cfg = config.from_dict({"data": {"root": "/d", "patch_size": [64, 64]}, "model": {"widths": [4, 8, 16]}})
+    torch.manual_seed(0)
+    net = _trained_like(create_model("unet", spatial_dims=2, in_channels=1, heads={"mask": 1}, widths=[4, 8, 16]))
+    image = np.random.default_rng(0).normal(size=(1, 150, 130)).astype(np.float32)
+    fp32 = Predictor(net, cfg, precision="fp32").predict_prepared(image)
+    bf16 = Predictor(net, cfg, precision="bf16").predict_prepared(image)
+    assert np.abs(fp32.probabilities["mask"] - bf16.probabilities["mask"]).max() < 0.05
+    assert (fp32.labels["mask"] == bf16.labels["mask"]).mean() > 0.99
