@@ -160,6 +160,8 @@ def run_bioseg(
     start = time.monotonic()
     result = bioseg.train(cfg, overrides=list(args.set or []), progress=False)
     train_s = time.monotonic() - start
+    from bioseg.inference.predictor import autocast_dtype
+
     predictor = Predictor.from_run(result.run_dir)
     head = foreground_head(predictor.cfg)
     truths = [truth(read_labels(find_file(root / "masks", stem))) for stem in split["test"]]
@@ -170,7 +172,9 @@ def run_bioseg(
         start = time.monotonic()
         preds = [p.predict_file(find_file(root / "images", stem)).labels[head] > 0 for stem in split["test"]]
         by_precision[precision] = {"preds": preds, "predict_s": time.monotonic() - start}
-    own = by_precision[predictor.infer.precision]
+    # "auto" means bf16 where the CPU runs it natively: score the run with what auto resolved to
+    native = autocast_dtype(predictor.device, predictor.infer.precision) == torch.bfloat16
+    own = by_precision["bf16" if native else "fp32"]
     agreement = scores(by_precision["bf16"]["preds"], by_precision["fp32"]["preds"])
     precision_check = {
         k: {"dice": scores(v["preds"], truths)["dice"], "predict_s": v["predict_s"]} for k, v in by_precision.items()
