@@ -120,7 +120,7 @@ def find_lr(
     from lightning.pytorch.tuner import Tuner
 
     from bioseg.data.datamodule import SegmentationDataModule
-    from bioseg.engine.trainer import as_experiment, checked_data
+    from bioseg.engine.trainer import as_experiment, checked_data, resolve_precision
 
     if not 0 < min_lr < max_lr:
         raise BiosegError(f"the range {min_lr:g}..{max_lr:g} is empty; expected 0 < min_lr < max_lr")
@@ -149,7 +149,7 @@ def find_lr(
         trainer = L.Trainer(
             default_root_dir=tmp,
             max_epochs=steps,  # the tuner stops after `steps` steps; epochs only bound it
-            precision=t.precision,
+            precision=resolve_precision(t.precision, t.accelerator),
             gradient_clip_val=t.gradient_clip,
             accumulate_grad_batches=t.accumulate_grad_batches,
             accelerator=t.accelerator,
