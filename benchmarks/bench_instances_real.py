@@ -247,32 +247,58 @@ def busy_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def plan_epochs(cfg: Any, minutes: float, overhead: float = 1.2) -> dict[str, Any]:
-    """Epochs that fit ``minutes``, from the time of a training step of the configured model on a random
-    batch of the configured patch (``overhead`` covers data, loss, validation and logging). The fastest of
-    four timed steps (after a warm-up step) is taken: on a shared machine slow steps are others' load."""
+def _fastest(fn: Callable[[], None], repeats: int = 4) -> float:
+    """Seconds of the fastest of ``repeats`` calls after a warm-up call: on a shared machine the slow
+    calls measure others' load."""
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(min(times[1:]))
+
+
+def plan_epochs(cfg: Any, minutes: float, n_val: int = 0, validations: int = 4, overhead: float = 1.2) -> dict:
+    """Epochs (and validation interval) that fit ``minutes``, from timed steps of the configured model.
+
+    A training step on a random batch of the configured patch, times the steps of an epoch and
+    ``overhead`` (data, loss, logging); with ``n_val`` validation images, about ``validations``
+    validations of ``n_val`` images in tiles of ``infer.patch_size`` (timed too) are set aside first.
+    """
     import torch
 
     from bioseg.engine.module import build_network
 
     net = build_network(cfg)
-    net.train()
     opt = torch.optim.AdamW(net.parameters())
     x = torch.randn(cfg.data.batch_size, cfg.data.in_channels, *cfg.data.patch_size)
-    bf16 = cfg.train.precision == "bf16-mixed"
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16-mixed")
+
+    def step() -> None:
+        with bf16:
             loss = sum(o.float().mean() for o in net(x).values())
         loss.backward()
         opt.step()
         opt.zero_grad()
-        times.append(time.perf_counter() - start)
-    step_s = float(min(times[1:]))
+
+    net.train()
+    step_s = _fastest(step)
     steps = max(1, cfg.data.patches_per_epoch // cfg.data.batch_size)
-    epochs = int(np.clip(minutes * 60 / (step_s * steps * overhead), 1, 1000))
-    return {"step_s": step_s, "steps_per_epoch": steps, "epochs": epochs}
+    val_s = 0.0
+    if n_val:
+        tile = torch.randn(1, cfg.data.in_channels, *(cfg.infer.patch_size or cfg.data.patch_size))
+        net.eval()
+        with torch.no_grad(), bf16:
+            val_s = n_val * _fastest(lambda: net(tile), repeats=2)
+    budget = minutes * 60 - validations * val_s
+    epochs = int(np.clip(budget / (step_s * steps * overhead), 1, 1000))
+    return {
+        "step_s": step_s,
+        "steps_per_epoch": steps,
+        "validation_s": val_s,
+        "epochs": epochs,
+        "val_every": max(1, epochs // validations) if n_val else 1,
+    }
 
 
 def bioseg_overrides_3d(voxel: Sequence[float], mode: str) -> list[str]:
@@ -305,6 +331,7 @@ def train_bioseg(
     name: str, data_dir: Path, splits: Path, work: Path, minutes: float, overrides: list[str]
 ) -> dict[str, Any]:
     from bioseg import config as config_mod
+    from bioseg.data.splits import load_split
     from bioseg.engine.trainer import train
     from bioseg.init_config import infer_config, write_config
 
@@ -313,8 +340,12 @@ def train_bioseg(
     raw["data"]["splits_dir"] = str(splits)
     path = write_config(raw, work / f"{name}.yaml", header=f"bench_instances_real: {name} (init-config)")
     cfg = config_mod.load(path, overrides)
-    plan = plan_epochs(cfg, minutes)
-    budget = [f"train.epochs={plan['epochs']}", f"train.max_time_minutes={minutes}"]
+    plan = plan_epochs(cfg, minutes, n_val=len(load_split(splits, cfg.data.fold)["val"]))
+    budget = [
+        f"train.epochs={plan['epochs']}",
+        f"train.val_every={plan['val_every']}",
+        f"train.max_time_minutes={minutes}",
+    ]
     start = time.monotonic()
     result = train(path, overrides=[*overrides, *budget], progress=False)
     train_s = time.monotonic() - start
@@ -325,7 +356,6 @@ def train_bioseg(
         "overrides": overrides,
         "planned": plan,
         "epochs_done": done,
-        "steps": int(last.get("step", 0)),
         "ended_by": "epochs" if done >= plan["epochs"] else "time",
         "train_s": train_s,
     }
@@ -457,7 +487,9 @@ def run_ovule(name: str, work: Path, minutes: float, quick: bool) -> tuple[dict[
 
 def run_dsb(work: Path, minutes: float, quick: bool) -> tuple[dict[str, Any], dict, dict]:
     root, protocol = dsb_split(work, quick)
-    overrides = ["train.precision=bf16-mixed", "infer.precision=bf16"]
+    # init-config's model, heads, losses and post-processing; a 128² training patch (4 times cheaper a
+    # step than its 256², so that a CPU budget of minutes makes hundreds of steps) and bf16
+    overrides = ["data.patch_size=[128,128]", "train.precision=bf16-mixed", "infer.precision=bf16"]
     log(f"  training bioseg ({minutes:g} min budget)")
     trained = train_bioseg("dsb2018", root, work / "splits", work, minutes, overrides)
     log(f"  evaluating bioseg ({trained['epochs_done']} epochs, ended by {trained['ended_by']})")

@@ -47,6 +47,17 @@ def first_reach(history: list[dict[str, float]], key: str, bar: float) -> dict[s
     return None
 
 
+def spans(epochs: list[int]) -> list[list[int]]:
+    """``[4, 5, 6, 9]`` → ``[[4, 6], [9, 9]]``: runs of consecutive epochs, first and last."""
+    out: list[list[int]] = []
+    for e in epochs:
+        if out and e == out[-1][1] + 1:
+            out[-1][1] = e
+        else:
+            out.append([e, e])
+    return out
+
+
 def summarise(run_dir: Path, scores: dict[str, float], wall_s: float) -> dict[str, Any]:
     from bioseg.demo_multitask import BARS, DEMO_MT_HEADS, best_values, freezing_events
     from bioseg.engine.callbacks import read_metrics_csv
@@ -102,7 +113,7 @@ def summarise(run_dir: Path, scores: dict[str, float], wall_s: float) -> dict[st
         "heads": per_head,
         "all_bars_at_one_epoch": together,
         "freezing_events": events,
-        "frozen_epochs": {h: [int(r["epoch"]) for r in history if r.get(f"frozen/{h}") == 1.0] for h in heads},
+        "frozen_spans": {h: spans([int(r["epoch"]) for r in history if r.get(f"frozen/{h}") == 1.0]) for h in heads},
         "history": [
             {
                 "epoch": int(r["epoch"]),
@@ -187,6 +198,7 @@ def main() -> None:
         "wall_s": round(wall_s, 1),
         "train_s": round(scores["train_s"], 1),
         "cpu_s": round(cpu_s, 1),
+        "threads": int(scores["threads"]),
         "load_average_before": load_before,
         "load_average_after": list(os.getloadavg()),
         **result,

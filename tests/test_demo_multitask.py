@@ -71,6 +71,9 @@ def test_demo_refuses_a_folder_with_a_run_and_bad_budgets(demo, tmp_path):
         run_demo_multitask(tmp_path, log=lambda _: None, images=2)
     with pytest.raises(BiosegError, match="at most resize"):
         run_demo_multitask(tmp_path, log=lambda _: None, size=(300, 200), resize=256)
+    with pytest.raises(BiosegError, match="not a multiple of 32"):
+        run_demo_multitask(tmp_path, log=lambda _: None, size=(90, 100), resize=100)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()  # refused before any work
 
 
 def test_freezing_events_follow_the_frozen_columns():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -124,14 +123,6 @@ def test_wing_and_veins_visible_in_the_image(wings) -> None:
         beside = ndi.binary_dilation(veins, iterations=2) & ~veins & wing
         grey = image.astype(np.float64).mean(-1)
         assert abs(grey[beside].mean() - grey[veins].mean()) > 3  # low contrast, but there
-
-
-def test_fast_enough() -> None:
-    start = time.perf_counter()
-    for s in range(20):
-        make_wing((256, 256), seed=s)
-    # 40 images in under 5 s is the target; 20 in 5 s leaves room for a busy test machine.
-    assert time.perf_counter() - start < 5.0
 
 
 def test_write_dataset_layout(tmp_path: Path) -> None:

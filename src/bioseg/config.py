@@ -210,6 +210,11 @@ class TrainConfig(Section):
     deterministic: bool = False
     snapshots: int = Field(default=3, ge=0, description="validation overlays written at the end")
     max_time_minutes: float | None = Field(default=None, description="stop training after this wall time")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) else v  # YAML and --set read 32 as a number
     head_freezing: HeadFreezingConfig | None = Field(default=None, description="None: heads never freeze")
     freeze_encoder_epochs: int = Field(default=0, ge=0, description="resunet: keep the encoder frozen this long")
     animation: bool = Field(default=True, description="charts/training.gif: every head on one val image per epoch")
