@@ -268,11 +268,13 @@ def plan_epochs(cfg: Any, minutes: float, n_val: int = 0, validations: int = 4, 
     import torch
 
     from bioseg.engine.module import build_network
+    from bioseg.engine.trainer import resolve_precision
 
     net = build_network(cfg)
     opt = torch.optim.AdamW(net.parameters())
     x = torch.randn(cfg.data.batch_size, cfg.data.in_channels, *cfg.data.patch_size)
-    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16-mixed")
+    precision = resolve_precision(cfg.train.precision, cfg.train.accelerator)
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
     def step() -> None:
         with bf16:

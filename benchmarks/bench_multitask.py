@@ -145,8 +145,12 @@ def main() -> None:
         run_demo_multitask,
     )
 
-    budget: dict[str, Any] = {"images": DEMO_MT_IMAGES, "epochs": DEMO_MT_EPOCHS, "size": DEMO_MT_SIZE,
-                              "resize": DEMO_MT_RESIZE}
+    budget: dict[str, Any] = {
+        "images": DEMO_MT_IMAGES,
+        "epochs": DEMO_MT_EPOCHS,
+        "size": DEMO_MT_SIZE,
+        "resize": DEMO_MT_RESIZE,
+    }
     overrides = []
     if args.quick:
         budget = {"images": 8, "epochs": 2, "size": (56, 64), "resize": 64}
@@ -181,14 +185,25 @@ def main() -> None:
         for h in heads
     ]
     v = result["heads"]["veins"]
-    rows.append(["veins clDice", v["val_cldice_best"], v["val_cldice_best_epoch"], v["val_cldice_kept"],
-                 v["test_cldice"], (v["cldice_bar_reached"] or {}).get("epoch", "-")])
+    rows.append(
+        [
+            "veins clDice",
+            v["val_cldice_best"],
+            v["val_cldice_best_epoch"],
+            v["val_cldice_kept"],
+            v["test_cldice"],
+            (v["cldice_bar_reached"] or {}).get("epoch", "-"),
+        ]
+    )
     print(C.table(rows, ["head", "val best", "epoch", "val kept", "test", "bar at epoch"]))
-    said = ", ".join(f"{e['head']} {'froze' if e['frozen'] else 'unfroze'} at {e['epoch']}"
-                     for e in result["freezing_events"])
+    said = ", ".join(
+        f"{e['head']} {'froze' if e['frozen'] else 'unfroze'} at {e['epoch']}" for e in result["freezing_events"]
+    )
     print(f"head freezing: {said or 'none'}")
-    print(f"wall {wall_s:.0f} s (training {scores['train_s']:.0f} s), CPU {cpu_s:.0f} s, "
-          f"load average {load_before[0]:.1f} → {os.getloadavg()[0]:.1f}")
+    print(
+        f"wall {wall_s:.0f} s (training {scores['train_s']:.0f} s), CPU {cpu_s:.0f} s, "
+        f"load average {load_before[0]:.1f} → {os.getloadavg()[0]:.1f}"
+    )
     for name, t in result["target"].items():
         print(f"  {name}: {t['value']} (target {t['target']}) {'PASS' if t['pass'] else 'FAIL'}")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from bioseg.config import load
 from bioseg.demo3d import run_demo_3d
 from bioseg.errors import BiosegError
 
@@ -49,8 +50,11 @@ def test_demo3d_tiny_budget_writes_run_and_instances(tmp_path):
     assert 0.0 <= scores["dice_foreground"] <= 1.0
     assert any("F1" in line and "IoU 0.5" in line for line in lines)
     # the demo's own settings were applied, the tiny ones after them
-    config = (run / "config.yaml").read_text()
-    assert "mode: boundary" in config and "- 8\n  - 32\n  - 32" in config
+    cfg = load(run / "config.yaml")
+    assert set(cfg.heads) == {"foreground", "boundaries"} and cfg.heads["boundaries"].weight == 2.0
+    assert cfg.heads["boundaries"].target == "boundary" and cfg.heads["boundaries"].weight_map is not None
+    assert cfg.post.instances.mode == "boundary" and cfg.train.precision == "32"  # TINY wins over the demo
+    assert cfg.data.patch_size == [8, 32, 32] and cfg.train.epochs == 1
     with pytest.raises(BiosegError, match="already holds a demo run"):
         run_demo_3d(tmp_path, log=lines.append, progress=False, volumes=3, epochs=1)
 
