@@ -12,8 +12,10 @@ from bioseg.demo_multitask import (
     best_values,
     check_head_masks,
     cldice_on_split,
+    free_cores,
     freezing_events,
     run_demo_multitask,
+    torch_threads,
 )
 from bioseg.errors import BiosegError
 
@@ -123,3 +125,17 @@ def test_cldice_on_split_is_one_for_the_truth_itself(tmp_path):
     assert cldice_on_split(pred, root) == pytest.approx(1.0)
     tifffile.imwrite(pred / "wing_002_veins_labels.tif", np.zeros_like(truth))
     assert cldice_on_split(pred, root) == pytest.approx(0.0)
+
+
+def test_torch_threads_sets_then_restores_the_count():
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    with torch_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None) as n:  # capped at the free cores, never below 1
+        assert 1 <= n <= min(before, free_cores()) and torch.get_num_threads() == n
+    assert torch.get_num_threads() == before and 1 <= free_cores() <= (os.cpu_count() or 1)

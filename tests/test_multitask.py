@@ -129,7 +129,7 @@ def test_head_freezing_hysteresis():
     for epoch, (a, b) in enumerate([(0.85, 0.3), (0.95, 0.4), (0.85, 0.5), (0.79, 0.6), (0.96, 0.97)]):
         trainer.current_epoch = epoch
         trainer.callback_metrics = {"val/a/dice_mean": torch.tensor(a), "val/b/dice_mean": torch.tensor(b)}
-        callback.on_validation_epoch_end(trainer, module)
+        callback.on_validation_end(trainer, module)
     events = [(e["epoch"], e["head"], e["frozen"]) for e in callback.events]
     # a freezes at 0.95, stays frozen at 0.85 (above 0.8), unfreezes at 0.79, freezes again at 0.96;
     # b would pass 0.9 at the last epoch but one head always keeps training
@@ -169,3 +169,11 @@ def test_ome_zarr_round_trip(tmp_path):
     assert set(names) == {"wing", "spots", "wing_prediction", "spots_prediction"}
     shapes = [n.data[0].shape for n in nodes if n.data]
     assert shapes.count((64, 80)) == 4  # two true and two predicted label images, at the image's size
+
+
+def test_evaluate_scores_every_head_of_a_multitask_run(wings, tmp_path):
+    result = bioseg.train(wing_config(wings, tmp_path), overrides=[*TINY_MT, "train.epochs=1"], progress=False)
+    evaluation = bioseg.evaluate(result.run_dir, split="test", progress=False)
+    assert set(evaluation.heads) == set(WING_HEADS)
+    metrics = json.loads((evaluation.out_dir / "metrics.json").read_text())
+    assert set(metrics["heads"]) == set(WING_HEADS)

@@ -100,7 +100,7 @@ def evaluate_run(
     run: str | Path, split: str = "test", out_dir: str | Path | None = None, progress: bool = True, **infer
 ) -> EvalResult:
     """Predict the run's ``split`` (train/val/test of its fold) and score it against the masks."""
-    from bioseg.data.dataset import read_input, read_label_mask, voxel_spacing
+    from bioseg.data.dataset import read_head_masks, read_input, voxel_spacing
     from bioseg.data.head_targets import instance_labels, make_head_targets
     from bioseg.engine.module import class_names
     from bioseg.engine.run_folder import find_model_dir
@@ -125,12 +125,12 @@ def evaluate_run(
         sample = by_name[name]
         raw = read_input(sample.image, d, cfg.model.spatial_dims)
         prediction = predictor.predict(raw, name=str(sample.image))
-        mask = read_label_mask(sample.mask, cfg)
+        mask = read_head_masks(sample, cfg)  # one mask, or one per head (multitask, zarr)
         targets, _ = make_head_targets(mask, cfg, with_weights=False)
         for head, acc in heads.items():
             acc.add(name, prediction.labels[head], targets[head])
         instances = predict_instances(prediction.probabilities, cfg, voxel_spacing(sample.image, cfg))
-        if instances is not None:
+        if instances is not None and not isinstance(mask, dict):
             instance_scores.append(match_instances(instances, instance_labels(mask, d.labels)))
         write_prediction(out, Path(name).name, raw, prediction, predictor, instances)
     return _write(out, heads, {"run": str(run_dir), "split": split, "fold": d.fold}, instance_scores)

@@ -35,7 +35,9 @@ class HeadFreezing(L.Callback):
         self.metric, self.freeze_above, self.unfreeze_below = metric, freeze_above, unfreeze_below
         self.events: list[dict[str, Any]] = []
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # not on_validation_epoch_end: Lightning runs callbacks' hook before the module's, which logs
+        # this epoch's metrics, so the decision would use the previous epoch's values
         if trainer.sanity_checking:
             return
         heads = list(pl_module.cfg.heads)
