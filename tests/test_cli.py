@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 import yaml
 from conftest import TINY, run_cli
 
@@ -81,6 +82,8 @@ def test_train_writes_a_complete_run_folder(trained):
     assert meta["classes"] == ["background", "foreground"] and meta["model"]["in_channels"] == 1
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and "val/dice_mean" in rows[0]
+    # last.ckpt is the latest epoch (what --resume continues from), whichever epoch was best
+    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
 
 
 def test_training_again_without_resume_is_refused(trained, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -128,9 +129,8 @@ class SegmentationModule(L.LightningModule):
         self._term_sums = {}
 
     def _stop_on_nan(self, loss: torch.Tensor) -> None:
-        ckpt = self.trainer.checkpoint_callback
-        last = getattr(ckpt, "last_model_path", "") if ckpt is not None else ""
-        where = f"last good checkpoint: {last}" if last else "no checkpoint was saved before it"
+        last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        where = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was saved before it"
         raise BiosegError(
             f"the training loss became {loss.item()} at step {self.global_step} "
             f"(epoch {self.current_epoch}); "

@@ -165,11 +165,16 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
         monitor=monitor,
         mode=mode,
         save_top_k=t.save_top_k,
-        save_last=True,
         auto_insert_metric_name=False,
+    )
+    # a checkpoint of its own: with save_last on the monitored one, Lightning refreshes last.ckpt only
+    # when a new best is saved, and --resume would restart from the best epoch rather than the latest
+    latest = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
     callbacks: list[L.Callback] = [
         checkpoint,
+        latest,
         EpochMetricsCSV(run_dir / "metrics.csv"),
         TrainingCharts(run_dir / "metrics.csv", run_dir / "charts"),
     ]
