@@ -11,7 +11,9 @@ Datasets (from ../shared/datasets; each is skipped with a message where absent):
 
 bioseg: the config ``bioseg init-config`` writes for the dataset (``bioseg.init_config.infer_config``), with
 ISBI's membrane made the foreground class (``data.mask_values {0: 1, 255: 0}``), split files in a temporary
-folder, and ``train.max_time_minutes`` set to the budget; ``--set key=value`` adds overrides. Prediction
+folder, and ``train.max_time_minutes`` set to the budget with ``train.epochs`` large enough that the
+budget, not the epoch count, ends training (as it ends the reference's; the cosine schedule follows the
+clock); ``--set key=value`` adds overrides. Prediction
 uses ``Predictor.from_run`` on the run folder, as ``bioseg predict`` does.
 
 Reference: a plain PyTorch loop training MONAI's ``BasicUNet`` (2 output classes) with ``DiceCELoss``
@@ -41,6 +43,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 TARGET_MARGIN = 0.02  # ISBI: bioseg's membrane Dice minus the reference's
+BUDGET_EPOCHS = 10_000  # more than any budget allows: the clock ends bioseg's training, as the reference's
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -125,6 +128,7 @@ def bioseg_config(name: str, root: Path, splits: Path, runs: Path, minutes: floa
     cfg["output_dir"] = str(runs)
     cfg["data"]["splits_dir"] = str(splits)
     cfg.setdefault("train", {})["max_time_minutes"] = minutes
+    cfg["train"]["epochs"] = BUDGET_EPOCHS
     if name == "isbi":  # 0 in the files is membrane: make it the foreground class
         cfg["data"]["mask_values"] = {0: 1, 255: 0}
         cfg["data"]["classes"] = ["cytoplasm", "membrane"]
@@ -370,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": {
                 "minutes": args.minutes,
                 "bioseg_overrides": list(args.set or []),
+                "bioseg_epochs": f"{BUDGET_EPOCHS} (the time budget ends training)",
                 "reference": {
                     "model": "monai.networks.nets.BasicUNet(out_channels=2)",
                     "loss": "monai DiceCELoss(softmax, to_onehot_y)",

@@ -74,7 +74,7 @@ def summarise(run_dir: Path, scores: dict[str, float], wall_s: float) -> dict[st
             "val_dice_best_epoch": epoch,
             "val_dice_kept": kept.get(f"val/{head}/dice_mean"),
             "test_dice": scores[f"dice_{head}"],
-            "bar_reached": first_reach(history, f"val/{head}/dice_mean", BARS[head]),
+            "bar_reached": first_reach(history, f"val/{head}/dice_mean", BARS[head]) if head in BARS else None,
         }
     cl_best, cl_epoch = best_values(history, "val/veins/cldice")
     per_head["veins"] |= {
@@ -89,13 +89,13 @@ def summarise(run_dir: Path, scores: dict[str, float], wall_s: float) -> dict[st
         (
             {"epoch": int(r["epoch"]), "time_s": r.get("time_s")}
             for r in history
-            if all(r.get(f"val/{h}/dice_mean", 0.0) >= BARS[h] for h in heads)
+            if all(r.get(f"val/{h}/dice_mean", 0.0) >= BARS[h] for h in heads if h in BARS)
             and r.get("val/veins/cldice", 0.0) >= BARS["veins_cldice"]
         ),
         None,
     )
     events = freezing_events(history, heads)
-    target = {f"val_dice_{h}": C.target(per_head[h]["val_dice_best"], BARS[h]) for h in heads}
+    target = {f"val_dice_{h}": C.target(per_head[h]["val_dice_best"], BARS[h]) for h in heads if h in BARS}
     target["val_cldice_veins"] = C.target(cl_best, BARS["veins_cldice"])
     target["wall_minutes"] = {
         "value": round(wall_s / 60, 2),

@@ -14,6 +14,7 @@ from bioseg import config
 from bioseg.data.head_targets import make_head_targets
 from bioseg.errors import BiosegError
 from bioseg.io import write_tiff
+from bioseg.postprocess.tuning import tune_run
 
 TINY_3D = [
     "train.epochs=1",
@@ -98,6 +99,17 @@ def test_3d_instance_training_predicts_and_scores_objects(volumes, tmp_path):
     # the same objects again from the saved probability map, through the command line
     assert run_cli("instances", out / f"{stem}_boundaries_prob.tif", "-o", tmp_path / "again", "--h", "1") == 0
     assert tifffile.imread(tmp_path / "again" / f"{stem}_boundaries_instances.tif").shape == (8, 32, 32)
+    # post-processing tuned on the validation volume and written into the run: predict then uses it
+    assert run_cli("tune-instances", result.run_dir, "--split", "val", "--apply", "--no-progress") == 0
+    tuning = json.loads((result.run_dir / "instances_tuning.json").read_text())
+    assert set(tuning["chosen"]) == {"threshold", "h", "merge_threshold"} and len(tuning["tried"]) == 18
+    assert max(r["f1"] for r in tuning["tried"]) == next(
+        r["f1"] for r in tuning["tried"] if all(r[k] == v for k, v in tuning["chosen"].items())
+    )
+    used = bioseg.Predictor.from_run(result.run_dir).cfg.post.instances
+    assert {k: getattr(used, k) for k in tuning["chosen"]} == tuning["chosen"]
+    with pytest.raises(BiosegError, match="split 'nope'"):
+        tune_run(result.run_dir, split="nope", progress=False)
 
 
 def test_patch_set_is_written_once_and_trained_on(volumes, tmp_path):

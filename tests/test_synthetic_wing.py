@@ -77,9 +77,10 @@ def test_veins_are_thin_and_form_a_network(wings) -> None:
     for _, masks in wings:
         veins = masks["veins"].astype(bool)
         assert 0.02 < veins.sum() / masks["wing"].sum() < 0.3
-        # A pixel with no vein-free pixel within 2 px lies in a blob thicker than 4 px.
+        # A pixel with no vein-free pixel within 2 px lies in a blob thicker than 4 px: only where
+        # veins meet (the stems all leave one point at the base).
         deep = ndi.binary_erosion(veins, structure=np.ones((5, 5), bool), border_value=1)
-        assert deep.sum() <= 0.03 * veins.sum()
+        assert deep.sum() <= 0.08 * veins.sum()
         labels, _ = ndi.label(veins, structure=np.ones((3, 3), bool))
         largest_share.append(np.bincount(labels.ravel())[1:].max() / veins.sum())
     assert np.median(largest_share) > 0.9  # mostly one connected, branching network

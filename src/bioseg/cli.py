@@ -202,6 +202,27 @@ def instances(
     typer.echo(f"wrote {len(written)} instance label images to {output}")
 
 
+@app.command("tune-instances")
+def tune_instances(
+    run_dir: Path = typer.Argument(..., help="run folder (…/fold_0) of a model that predicts objects"),
+    split: str = typer.Option("val", help="labelled split to tune on: train, val or test"),
+    iou: float = typer.Option(0.5, help="IoU at which F1 is compared"),
+    apply: bool = typer.Option(False, help="write the chosen values into the run's model (predict uses them)"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Choose post.instances (threshold, seeds, merging) for the best F1 on a labelled split."""
+    from bioseg.postprocess.tuning import tune_run
+
+    doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress)
+    for row in doc["tried"]:
+        values = "  ".join(f"{k} {row[k]:g}" for k in doc["chosen"])
+        typer.echo(f"{values}  F1 {row['f1']:.3f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}")
+    chosen = " ".join(f"post.instances.{k}={v:g}" for k, v in doc["chosen"].items())
+    best = max(r["f1"] for r in doc["tried"])
+    done = "written into the run's model" if apply else "rerun with --apply to use them"
+    typer.echo(f"best F1@{iou:g} on {split} ({doc['images']} images): {best:.3f} with {chosen}; {done}")
+
+
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="run folder (…/fold_0) or its model/ folder"),

@@ -7,13 +7,14 @@ four heads of ground truth:
   profiles ``t**a * (1 - t)**b`` (t = position along the axis, 0 at the base) perturbed by a few smooth
   harmonics, and a slight bend. Random size, aspect, orientation and position; always fully inside.
 - ``domains``: pigmentation domains, 0 outside the wing and 1..n from base to apex: the wing is cut
-  across its length by gently tilted, wavy boundaries. Each domain has its own colour and texture mix
-  (fine mottling, coarse blotches, stripes along the veins).
+  across its length by gently tilted, wavy boundaries. Domain k always wears pigment k (its colour,
+  jittered per wing, and its dominant texture: fine mottling, coarse blotches or stripes along the
+  veins), so that a domain's class can be told from its look, as a biologist tells pigment types apart.
 - ``veins``: a branching network: 2–3 stems leave one point at the base, split into veins that fan out to
   the apex and the margin (fewer in a small wing), some veins fork again, and short cross-veins join
-  neighbours in the distal part. Centre
-  lines are 1–3 px wide (stems widest), clipped to the wing; drawn with low contrast (slightly darker or,
-  less often, lighter than the membrane). Veins under a spot stay in the mask, hidden in the image.
+  neighbours in the distal part. Veins are 2–4 px wide (stems widest; a vein one pixel wide has no
+  inside to agree on), clipped to the wing; drawn with low contrast (slightly darker or, less often,
+  lighter than the membrane). Veins under a spot stay in the mask, hidden in the image.
 - ``spots``: a few (1–8) small dark elliptical spots, mostly in the basal half, apart from each other and
   from the margin.
 
@@ -39,15 +40,26 @@ __all__ = ["HEADS", "make_wing", "write_wing_dataset"]
 #: head name → output channels of a model trained on this data (domains: background + up to 4 domains)
 HEADS: dict[str, int] = {"wing": 1, "veins": 1, "spots": 1, "domains": 5}
 
-# Membrane colours (RGB in [0, 1]): tan, greyish pink, brown, grey, brick red, pale straw.
-_PALETTE = np.array(
+# Pigment k of domain k (RGB in [0, 1]): pale straw, brick red, dark brown, blue-grey, greyish pink, olive.
+_PIGMENTS = np.array(
     [
-        [0.72, 0.62, 0.48],
-        [0.70, 0.58, 0.58],
-        [0.45, 0.33, 0.24],
-        [0.55, 0.55, 0.55],
-        [0.62, 0.32, 0.26],
-        [0.82, 0.76, 0.58],
+        [0.84, 0.77, 0.56],
+        [0.66, 0.30, 0.24],
+        [0.40, 0.28, 0.20],
+        [0.52, 0.56, 0.62],
+        [0.74, 0.56, 0.58],
+        [0.55, 0.58, 0.32],
+    ]
+)
+# Each pigment's texture: amplitudes of fine mottling, coarse blotches and stripes (the dominant one first).
+_PIGMENT_TEXTURES = np.array(
+    [
+        [0.10, 0.02, 0.00],
+        [0.02, 0.12, 0.00],
+        [0.02, 0.02, 0.06],
+        [0.08, 0.02, 0.00],
+        [0.02, 0.10, 0.00],
+        [0.02, 0.02, 0.05],
     ]
 )
 
@@ -239,10 +251,11 @@ def make_wing(
         py = base[0] + length * (tv * eu[0] + vv * ev[0])
         px = base[1] + length * (tv * eu[1] + vv * ev[1])
         _rasterise(py, px, shape, centre[width])
+    cross = ndi.generate_binary_structure(2, 1)
     veins = (
-        centre[1]
-        | ndi.binary_dilation(centre[2], structure=np.ones((2, 2), bool))
-        | ndi.binary_dilation(centre[3], structure=ndi.generate_binary_structure(2, 1))
+        ndi.binary_dilation(centre[1], structure=np.ones((2, 2), bool))
+        | ndi.binary_dilation(centre[2], structure=cross)
+        | ndi.binary_dilation(ndi.binary_dilation(centre[3], structure=np.ones((2, 2), bool)), structure=cross)
     ) & inside
 
     # Spots: rejection-sample centres in the basal part, away from the margin and from each other.
@@ -282,17 +295,10 @@ def make_wing(
     fine = _fine_texture(rng, shape, sigma=rng.uniform(0.7, 1.5))
     coarse = _smooth_noise(rng, shape, cells=int(rng.integers(6, 14)))
     stripes = np.sin(2 * np.pi * v * length / (rng.uniform(4, 9) * scale) + 3 * coarse)
-    colours, previous = [], None
-    for _ in range(n_dom):
-        for _try in range(20):
-            c = _PALETTE[rng.integers(len(_PALETTE))] * rng.uniform(0.8, 1.15) + rng.normal(0, 0.03, 3)
-            if previous is None or np.abs(c - previous).sum() > 0.25:
-                break
-        colours.append(np.clip(c, 0.05, 0.95))
-        previous = colours[-1]
-    colour_lut = np.array([[0.0, 0.0, 0.0], *colours])
-    amplitudes = [rng.uniform([0.02, 0.02, 0.0], [0.1, 0.12, 0.08]) for _ in range(n_dom)]
-    mix = np.array([[0.0, 0.0, 0.0], *amplitudes])
+    colours = _PIGMENTS[:n_dom] * rng.uniform(0.92, 1.08, (n_dom, 1)) + rng.normal(0, 0.02, (n_dom, 3))
+    colour_lut = np.concatenate([np.zeros((1, 3)), np.clip(colours, 0.05, 0.95)])
+    amplitudes = _PIGMENT_TEXTURES[:n_dom] * rng.uniform(0.7, 1.3, (n_dom, 3))
+    mix = np.concatenate([np.zeros((1, 3)), amplitudes])
     weights = mix[domains]  # (Y, X, 3): per-domain amplitude of fine, coarse, stripes
     texture = 1 + weights[..., 0] * fine + weights[..., 1] * coarse + weights[..., 2] * stripes
     membrane = colour_lut[domains] * texture[..., None]
@@ -305,7 +311,7 @@ def make_wing(
     image[margin] *= rng.uniform(0.6, 0.85)
 
     vein_alpha = ndi.gaussian_filter(veins.astype(np.float64), 0.5)[..., None]
-    contrast = rng.uniform(0.12, 0.3)
+    contrast = rng.uniform(0.25, 0.45)  # faint beside the margin and the spots, yet visible to the eye
     if rng.random() < 0.75:
         image *= 1 - contrast * vein_alpha
     else:

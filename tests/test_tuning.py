@@ -1,0 +1,62 @@
+"""Choosing post.instances parameters on labelled images."""
+
+import numpy as np
+import pytest
+from skimage.segmentation import find_boundaries
+
+from bioseg import config
+from bioseg.errors import BiosegError
+from bioseg.inference.instances import predict_instances
+from bioseg.metrics.instance import match_instances
+from bioseg.postprocess.tuning import default_grid, tune_instances
+
+HEADS = {
+    "foreground": {"type": "binary", "target": "foreground"},
+    "boundaries": {"type": "binary", "target": "boundary"},
+}
+
+
+def experiment(**instances):
+    post = {"instances": {"mode": "boundary", "threshold": 0.3, "h": 1.0, **instances}}
+    return config.from_dict({"data": {"root": "/d", "labels": "instance"}, "heads": HEADS, "post": post})
+
+
+def cells_with_a_faint_wall() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A 4 × 4 grid of 16-px cells whose walls read 0.9, except one wall between cells 1 and 2 at 0.4."""
+    truth = (np.arange(64)[:, None] // 16 * 4 + np.arange(64)[None, :] // 16 + 1).astype(np.int32)
+    walls = find_boundaries(truth, mode="thick").astype(np.float32) * 0.9
+    faint = walls.copy()
+    faint[:15, 15:17] = np.where(walls[:15, 15:17] > 0, 0.4, 0.0)  # the wall between cells 1 and 2
+    probs = {"foreground": np.ones((1, 64, 64), np.float32), "boundaries": faint[None]}
+    return probs, truth
+
+
+def test_the_point_that_splits_the_objects_wins():
+    probs, truth = cells_with_a_faint_wall()
+    cfg = experiment()
+    best, tried = tune_instances([probs], [truth], cfg, grid={"merge_threshold": (0.7, 0.5, 0.3)})
+    assert best == {"merge_threshold": 0.3}
+    by_value = {row["merge_threshold"]: row for row in tried}
+    assert by_value[0.3]["f1"] == pytest.approx(1.0)
+    assert by_value[0.5]["f1"] < 1.0 and by_value[0.5]["n_pred"] == 15  # the faint wall merged two cells
+    # the reported score is what the chosen parameters give when the pipeline runs on its own
+    cfg.post.instances.merge_threshold = 0.3
+    assert match_instances(predict_instances(probs, cfg), truth).at(0.5)["f1"] == pytest.approx(1.0)
+    assert cfg.post.instances.threshold == 0.3  # the caller's config is left as it was given
+
+
+def test_default_grid_follows_the_mode_and_the_voxel_size():
+    grid = default_grid(experiment(), spacing=(0.5, 0.25, 0.25))
+    assert grid["h"] == (0.25, 0.5, 1.0) and "merge_threshold" in grid and "beta" not in grid
+    assert "beta" in default_grid(experiment(agglomeration="multicut"))
+    assert set(default_grid(experiment(mode="foreground"))) == {"threshold", "min_distance"}
+
+
+def test_bad_requests_are_refused_with_the_fix():
+    probs, truth = cells_with_a_faint_wall()
+    with pytest.raises(BiosegError, match="not a post.instances parameter"):
+        tune_instances([probs], [truth], experiment(), grid={"merge_treshold": (0.3,)})
+    with pytest.raises(BiosegError, match="one labelled image per prediction"):
+        tune_instances([probs, probs], [truth], experiment())
+    with pytest.raises(BiosegError, match="set it to 'boundary' or 'foreground'"):
+        default_grid(experiment(mode="off"))
