@@ -177,6 +177,16 @@ def test_predict_with_wrong_channel_count(trained, tmp_path, capsys):
     assert not (tmp_path / "out" / "rgb_labels.tif").exists()
 
 
+def test_predict_refuses_an_image_with_nan(trained, tmp_path, capsys):
+    _, run = trained
+    image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    image[3, 4:9] = np.nan
+    tifffile.imwrite(tmp_path / "holes.tif", image)
+    assert run_cli("predict", run, tmp_path / "holes.tif", "-o", tmp_path / "out", "--no-progress") == 2
+    assert "holds 5 NaN or infinite value(s)" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "holes_labels.tif").exists()
+
+
 def test_weights_from_another_model(trained, tmp_path, capsys):
     import shutil
 

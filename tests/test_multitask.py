@@ -177,3 +177,19 @@ def test_evaluate_scores_every_head_of_a_multitask_run(wings, tmp_path):
     assert set(evaluation.heads) == set(WING_HEADS)
     metrics = json.loads((evaluation.out_dir / "metrics.json").read_text())
     assert set(metrics["heads"]) == set(WING_HEADS)
+
+
+def test_check_reads_every_head_mask(wings, tmp_path):
+    import shutil
+
+    import tifffile
+
+    from bioseg.data.layouts import discover
+    from bioseg.data.validate import check_dataset
+
+    assert not check_dataset(discover(wings)).problems
+    copy = Path(shutil.copytree(wings, tmp_path / "copy"))
+    veins = sorted((copy / "val" / "masks" / "veins").iterdir())[0]
+    tifffile.imwrite(veins, np.zeros((10, 10), np.uint8))
+    problems = check_dataset(discover(copy)).problems
+    assert len(problems) == 1 and "('veins' mask) is 10×10" in problems[0] and "re-export" in problems[0]

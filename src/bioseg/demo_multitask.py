@@ -16,12 +16,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bioseg.errors import BiosegError
-
-if TYPE_CHECKING:
-    from bioseg.evaluation import EvalResult
 
 DEMO_MT_IMAGES = 80
 DEMO_MT_SIZE = (176, 192)  # (Y, X): the longest side is the square's, so fitting pads and never shrinks
@@ -141,49 +138,6 @@ def cldice_on_split(pred_dir: Path, data_dir: Path, head: str = "veins", split: 
             raise BiosegError(f"{pred_path} is missing: evaluate the run on the test split first")
         scores.append(cldice_score(tifffile.imread(pred_path) > 0, np.asarray(tifffile.imread(truth_path)) > 0))
     return float(np.mean(scores)) if scores else math.nan
-
-
-def evaluate_heads(run_dir: Path, split: str = "test", progress: bool = True) -> EvalResult:
-    """Predict ``split`` of a multitask run and score every head against its own masks.
-
-    What :func:`bioseg.evaluation.evaluate_run` does (same files: label TIFFs, overlays, ``metrics.json``
-    with a section per head, ``per_image.csv``), reading one mask per head: ``evaluate_run`` reads the
-    single ``sample.mask`` of the other layouts. Every image needs a mask for every head.
-    """
-    from tqdm.auto import tqdm
-
-    from bioseg.data.dataset import read_head_masks, read_input
-    from bioseg.data.head_targets import make_head_targets
-    from bioseg.data.layouts import discover
-    from bioseg.data.splits import split_for
-    from bioseg.engine.module import class_names
-    from bioseg.evaluation import _Accumulator, _write
-    from bioseg.inference.files import write_prediction
-    from bioseg.inference.predictor import Predictor
-
-    predictor = Predictor.from_run(run_dir)
-    cfg = predictor.cfg
-    d = cfg.data
-    index = discover(d.root, d.layout, d.csv)
-    names = split_for(index, d.splits_dir, d.fold).get(split)
-    if not names:
-        raise BiosegError(f"split '{split}' of {d.root} is empty; choose one of train, val, test")
-    by_name = {s.name: s for s in index.samples}
-    heads = {name: _Accumulator(h.classes, class_names(cfg, name)) for name, h in cfg.heads.items()}
-    out = Path(run_dir) / "predictions" / split
-    for name in tqdm(names, desc=f"evaluating {split}", disable=not progress):
-        sample = by_name[name]
-        raw = read_input(sample.image, d, cfg.model.spatial_dims)
-        prediction = predictor.predict(raw, name=str(sample.image))
-        masks = read_head_masks(sample, cfg)
-        missing = [h for h, m in masks.items() if m is None] if isinstance(masks, dict) else []
-        if missing:
-            raise BiosegError(f"{sample.image} has no '{missing[0]}' mask; every {split} image needs one per head")
-        targets, _ = make_head_targets(masks, cfg, with_weights=False)
-        for head, acc in heads.items():
-            acc.add(name, prediction.labels[head], targets[head])
-        write_prediction(out, Path(name).name, raw, prediction, predictor)
-    return _write(out, heads, {"run": str(run_dir), "split": split, "fold": d.fold}, [])
 
 
 def check_head_masks(data_dir: Path, heads: dict[str, dict[str, Any]]) -> list[str]:
@@ -313,6 +267,7 @@ def run_demo_multitask(
     from bioseg.data.validate import check_dataset
     from bioseg.engine.module import build_network
     from bioseg.engine.trainer import train
+    from bioseg.evaluation import evaluate_run
     from bioseg.init_config import write_config
 
     if isinstance(images, bool) or int(images) != images or images < 3:
@@ -357,7 +312,7 @@ def run_demo_multitask(
         result = train(config_path, progress=progress)
         train_s = time.monotonic() - train_start
         log("4/5 predicting and evaluating the test images, every head")
-        evaluation = evaluate_heads(result.run_dir, split="test", progress=progress)
+        evaluation = evaluate_run(result.run_dir, split="test", progress=progress)
 
     history = result.history
     kept_epoch = best_values(history, result.monitor)[1]

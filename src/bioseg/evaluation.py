@@ -117,6 +117,7 @@ def evaluate_run(
     if not names:
         raise BiosegError(f"split '{split}' of fold {d.fold} is empty; choose one of train, val, test")
     by_name = {s.name: s for s in index.samples}
+    _check_head_masks([by_name[n] for n in names], cfg, split)
     heads = {name: _Accumulator(h.classes, class_names(cfg, name)) for name, h in cfg.heads.items()}
     run_dir = find_model_dir(run).parent
     out = Path(out_dir) if out_dir else run_dir / "predictions" / split
@@ -134,6 +135,19 @@ def evaluate_run(
             instance_scores.append(match_instances(instances, instance_labels(mask, d.labels)))
         write_prediction(out, Path(name).name, raw, prediction, predictor, instances)
     return _write(out, heads, {"run": str(run_dir), "split": split, "fold": d.fold}, instance_scores)
+
+
+def _check_head_masks(samples: list, cfg, split: str) -> None:
+    """Before predicting anything: with a mask per head (multitask, zarr), every image needs all of them."""
+    for sample in samples:
+        if not sample.masks:
+            continue
+        missing = [name for name, head in cfg.heads.items() if (head.source or name) not in sample.masks]
+        if missing:
+            raise BiosegError(
+                f"{sample.image} has no '{missing[0]}' mask; every {split} image needs one per head to be scored "
+                "(add the mask, or move the image to the train split)"
+            )
 
 
 def _label_files(folder: Path, suffix: str) -> dict[str, Path]:

@@ -20,7 +20,9 @@ from bioseg.data.patch_set import PatchSetDataset
 from bioseg.errors import BiosegError
 
 
-def load_samples(index: DatasetIndex, names: list[str], cfg: Experiment, what: str) -> list[LoadedSample]:
+def load_samples(
+    index: DatasetIndex, names: list[str], cfg: Experiment, what: str, progress: bool = True
+) -> list[LoadedSample]:
     """Load the named samples; training samples keep every channel when the channel spec is random."""
     by_name = {s.name: s for s in index.samples}
     missing = [n for n in names if n not in by_name]
@@ -30,15 +32,18 @@ def load_samples(index: DatasetIndex, names: list[str], cfg: Experiment, what: s
             f"re-run 'bioseg split {index.root}'"
         )
     train = what == "train"
-    samples = [load_sample(by_name[n], cfg, train) for n in tqdm(names, desc=f"loading {what}", leave=False)]
+    loading = tqdm(names, desc=f"loading {what}", leave=False, disable=not progress)
+    samples = [load_sample(by_name[n], cfg, train) for n in loading]
     fill_missing_weights(samples)
     return samples
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    def __init__(self, cfg: Experiment, index: DatasetIndex, split: dict[str, list[str]]) -> None:
+    def __init__(
+        self, cfg: Experiment, index: DatasetIndex, split: dict[str, list[str]], progress: bool = True
+    ) -> None:
         super().__init__()
-        self.cfg, self.index, self.split = cfg, index, split
+        self.cfg, self.index, self.split, self.progress = cfg, index, split, progress
         self.train_samples: list[LoadedSample] = []
         self.val_samples: list[LoadedSample] = []
         self._train_set: PatchDataset | PatchSetDataset | None = None
@@ -48,8 +53,8 @@ class SegmentationDataModule(L.LightningDataModule):
             if not self.split.get("train"):
                 raise BiosegError(f"fold {self.cfg.data.fold} has no training samples; re-run 'bioseg split'")
             if self.cfg.data.patch_set is None:  # a stored patch set replaces the training images
-                self.train_samples = load_samples(self.index, self.split["train"], self.cfg, "train")
-            self.val_samples = load_samples(self.index, self.split.get("val", []), self.cfg, "val")
+                self.train_samples = load_samples(self.index, self.split["train"], self.cfg, "train", self.progress)
+            self.val_samples = load_samples(self.index, self.split.get("val", []), self.cfg, "val", self.progress)
 
     def set_epoch(self, epoch: int) -> None:
         if self._train_set is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,6 +118,8 @@ def check_dataset(
             channels[sample.name] = int(image.shape[0])
             dtypes[str(image.dtype)] += 1
             problems += _intensity_problems(image, image_name)
+        for head, path in sample.masks.items() if index.layout == "multitask" else ():
+            problems += _head_mask_problems(index, head, path, image, image_name, spatial_dims)
         if sample.mask is None:
             continue
         mask_name = index.display(sample.mask)
@@ -181,6 +184,24 @@ def check_dataset(
 
 
 # --- the checks ----------------------------------------------------------------------------------
+
+
+def _head_mask_problems(
+    index: DatasetIndex, head: str, path: Path, image: np.ndarray | None, image_name: str, spatial_dims: int
+) -> list[str]:
+    """A multitask head's own mask: readable, and its image's size (its values depend on the head's
+    classes in the config, which training checks)."""
+    name = index.display(path)
+    try:
+        mask = read_mask(path, spatial_dims=spatial_dims)
+    except ImageReadError as err:
+        return [f"{name} ('{head}' mask) {err.reason}"]
+    if image is not None and tuple(mask.shape) != tuple(image.shape[1:]):
+        return [
+            f"{name} ('{head}' mask) is {_size(mask.shape)} but its image {image_name} is "
+            f"{_size(image.shape[1:])}; a mask must have its image's size: re-export the mask to match"
+        ]
+    return []
 
 
 def _intensity_problems(image: np.ndarray, name: str) -> list[str]:

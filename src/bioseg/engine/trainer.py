@@ -92,7 +92,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     config_mod.dump(cfg, run_dir / "config.yaml")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = SegmentationDataModule(cfg, index, split)
+    datamodule = SegmentationDataModule(cfg, index, split, progress=progress)
     module = SegmentationModule(config_mod.to_dict(cfg))
     init_report = None if resume else initialise_from(cfg, module.net, run_dir)
     trainer, checkpoint, monitor = build_trainer(cfg, run_dir, has_val=bool(split.get("val")), progress=progress)
@@ -152,7 +152,7 @@ def write_patches(
     if fold is not None:
         cfg.data.fold = fold
     index, split = checked_data(cfg)
-    samples = load_samples(index, split["train"], cfg, "train")
+    samples = load_samples(index, split["train"], cfg, "train", progress)
     return write_patch_set(cfg, samples, Path(out_dir), patches_per_image=per_image, progress=progress)
 
 

@@ -144,6 +144,12 @@ class Predictor:
                 f"{name} has shape {raw.shape}; a {self.spatial_dims}D model expects (C, *spatial) "
                 f"with {self.spatial_dims} spatial axes"
             )
+        if raw.dtype.kind == "f" and not np.isfinite(raw).all():  # they would spread through every tile they touch
+            bad = int(raw.size - np.isfinite(raw).sum())
+            raise BiosegError(
+                f"{name} holds {bad} NaN or infinite value(s); replace them (e.g. with 0 or the image's median) "
+                "before predicting"
+            )
         return prepare_image(raw, self.cfg.data, name)
 
     def predict(self, raw: np.ndarray, name: str = "image") -> Prediction:

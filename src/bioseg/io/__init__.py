@@ -9,9 +9,8 @@ from bioseg.io.images import (
     read_image,
     read_mask,
     read_voxel_size,
-    write_png,
-    write_tiff,
 )
+from bioseg.io.writing import write_png, write_tiff
 from bioseg.io.zarr_io import add_ome_zarr_labels, read_ome_zarr_labels, write_ome_zarr
 
 __all__ = [

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from bioseg.errors import BiosegError
-from bioseg.io.images import ImageReadError, VoxelSize, _voxel
+from bioseg.io.errors import ImageReadError
+from bioseg.io.voxel_size import VoxelSize, _voxel
 
 
 def _h5py() -> Any:

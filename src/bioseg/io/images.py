@@ -1,4 +1,4 @@
-"""Read and write images and masks: TIFF (tifffile), PNG/JPEG (Pillow), OME-Zarr and HDF5.
+"""Read images and masks: TIFF (tifffile), PNG/JPEG (Pillow), OME-Zarr and HDF5 (writing: :mod:`bioseg.io.writing`).
 
 Arrays come back channels-first, ``(C, *spatial)``, in the file's own dtype. Only the layout is
 changed, never the values, so that normalisation and channel selection stay explicit later on.
@@ -32,31 +32,32 @@ dataset in the file) and need ``bioseg[hdf5]``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
 from bioseg.errors import BiosegError
+from bioseg.io.axes import _channels_first, _check_axes_letters
+from bioseg.io.errors import ImageReadError, _short
+from bioseg.io.voxel_size import VoxelSize, _tiff_voxel_size
+from bioseg.io.writing import write_png, write_tiff
+
+__all__ = [
+    "CONTAINER_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "ImageReadError",
+    "VoxelSize",
+    "detect_spatial_dims",
+    "read_image",
+    "read_mask",
+    "read_voxel_size",
+    "write_png",
+    "write_tiff",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 CONTAINER_SUFFIXES = (".zarr", ".h5", ".hdf5")
 _TIFF_SUFFIXES = (".tif", ".tiff")
-_MAX_HEURISTIC_CHANNELS = 4
-VoxelSize = tuple[float, float, float]
-
-
-class ImageReadError(BiosegError):
-    """A file that cannot be used: ``str(err)`` is ``"<path> <reason>"``.
-
-    ``reason`` is kept apart so that callers (the dataset check) can name the file their own way,
-    e.g. relative to the dataset folder.
-    """
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{path} {reason}")
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -264,174 +265,6 @@ def _load_pillow(path: Path, *, palette_as_indices: bool) -> tuple[np.ndarray, s
     return array, axes
 
 
-def _short(err: Exception) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[:200]
-
-
-# --- axes ----------------------------------------------------------------------------------------
-
-_CHANNEL_AXES = "CS"
-_NON_CHANNEL_AXES = "ZT"  # a depth or time axis is never taken for channels
-_CALLER_AXES = "CSZYXT"
-
-
-def _check_axes_letters(axes: str, path: Path) -> str:
-    """The caller's ``axes`` in upper case, checked: known letters, each at most once."""
-    if not isinstance(axes, str) or not axes:
-        raise BiosegError(f"{path}: axes={axes!r} must be a string of axis letters, e.g. 'ZCYX'")
-    upper = axes.upper()
-    unknown = sorted({a for a in upper if a not in _CALLER_AXES})
-    if unknown or len(set(upper)) != len(upper):
-        raise BiosegError(
-            f"{path}: axes='{axes}' must use each of the letters C (channel), Z, Y, X (and T for a single "
-            f"time point) at most once, e.g. 'ZCYX' or 'CZYX'"
-        )
-    return upper
-
-
-def _drop_singletons(array: np.ndarray, axes: str, spatial_dims: int) -> tuple[np.ndarray, str]:
-    """Drop a single time point, and a single plane of a 2D image."""
-    droppable = "TZ" if spatial_dims == 2 else "T"
-    keep = [i for i, a in enumerate(axes) if not (a in droppable and array.shape[i] == 1)]
-    if len(keep) == array.ndim:
-        return array, axes
-    dropped = tuple(i for i in range(array.ndim) if i not in keep)
-    return np.squeeze(array, axis=dropped), "".join(axes[i] for i in keep)
-
-
-def _channels_first(
-    array: np.ndarray, axes: str | None, spatial_dims: int, path: Path, *, trusted: bool = False
-) -> np.ndarray:
-    """``array`` as ``(C, *spatial)`` with ``len(spatial) == spatial_dims``.
-
-    ``trusted`` axes (the caller's, or NGFF names) are taken as they are; otherwise they are
-    tifffile's reading of the file, which may be placeholders (``Q``, ``I``) and is combined with
-    the shape rules of the module docstring.
-    """
-    if spatial_dims not in (2, 3):
-        raise BiosegError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-    if axes is not None and len(axes) != array.ndim:
-        if trusted:
-            raise ImageReadError(
-                path, f"has shape {tuple(array.shape)} but axes '{axes}' name {len(axes)} axes: give one "
-                "letter per stored axis"
-            )
-        axes = None
-    if axes is not None:
-        array, axes = _drop_singletons(array, axes, spatial_dims)
-    if trusted:
-        return _by_named_axes(array, axes, spatial_dims, path)
-
-    shape = tuple(array.shape)
-    want = "(Y, X)" if spatial_dims == 2 else "(Z, Y, X)"
-    shown = f"shape {shape}" + (f", axes {axes}" if axes else "")
-
-    if array.ndim < spatial_dims:
-        raise ImageReadError(path, f"has {shown}; a {spatial_dims}D image needs at least {want}")
-    if array.ndim == spatial_dims:
-        # in 3D only a named channel axis or interleaved samples (RGB) make it 2D; tifffile also says
-        # "S" for a plain 3D array stored as planar samples, which is a stack like any other
-        if spatial_dims == 2 or axes is None or not ("C" in axes or axes.endswith("S")):
-            return array[None]
-        raise ImageReadError(
-            path, f"has {shown}: it is a 2D image with channels, not a volume; volumes must be {want} "
-            "(use spatial_dims 2 for 2D data)"
-        )
-    if array.ndim > spatial_dims + 1:
-        raise ImageReadError(
-            path, f"has {shown}; a {spatial_dims}D image must be {want}, with at most one channel axis "
-            "(time series and multi-position files are not supported: save one file per image)"
-        )
-
-    # one axis more than the spatial ones: which is the channel axis?
-    channel_axis = _channel_axis_from_metadata(axes)
-    if axes is not None and "T" in axes:
-        raise ImageReadError(
-            path, f"has {shown}; a {spatial_dims}D image must be {want} with an optional channel axis "
-            "(time series are not supported: save one file per time point)"
-        )
-    if channel_axis is None and axes is not None and spatial_dims == 2 and "Z" in axes:
-        raise ImageReadError(
-            path, f"has {shown}: it is a 3D stack of {shape[axes.index('Z')]} planes, and 2D images "
-            "are expected; for volumes use model.spatial_dims: 3, or save each plane as its own file"
-        )
-    if channel_axis is None and spatial_dims == 3:
-        # (2, 5, Y, X) may be 2 channels of 5 planes or 5 channels of 2 planes: no guessing
-        raise ImageReadError(
-            path, f"has {shown} and the file does not say which axis holds channels: a 4D volume may be "
-            "(C, Z, Y, X) or (Z, C, Y, X); set data.axes (e.g. 'CZYX' or 'ZCYX'), pass axes= to "
-            "read_image, or save it with axes metadata (bioseg.io.write_tiff(path, array, axes='CZYX'))"
-        )
-    if channel_axis is None:
-        channel_axis = _channel_axis_from_shape(shape)
-    if channel_axis is None:
-        raise ImageReadError(
-            path,
-            f"has {shown} and no channel axis can be told apart: a 2D image must be {want}, "
-            f"or have a first or last channel axis of at most {_MAX_HEURISTIC_CHANNELS} that is smaller "
-            "than the others. If it is a volume use model.spatial_dims: 3; if it has more channels, "
-            "save it with axes metadata (bioseg.io.write_tiff(path, array, axes='CYX'))",
-        )
-    return np.ascontiguousarray(np.moveaxis(array, channel_axis, 0))
-
-
-def _by_named_axes(array: np.ndarray, axes: str, spatial_dims: int, path: Path) -> np.ndarray:
-    """Transpose by axis names: channel axis (``C`` or ``S``) first, then ``Z``, ``Y``, ``X``."""
-    shape = tuple(array.shape)
-    shown = f"shape {shape}, axes {axes}"
-    spatial = "YX" if spatial_dims == 2 else "ZYX"
-    channels = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
-    if "T" in axes:
-        raise ImageReadError(
-            path, f"has {shown}: time series are not supported; save one file per time point"
-        )
-    if spatial_dims == 2 and "Z" in axes:
-        raise ImageReadError(
-            path, f"has {shown}: it is a 3D stack of {shape[axes.index('Z')]} planes, and 2D images "
-            "are expected; for volumes use model.spatial_dims: 3, or save each plane as its own file"
-        )
-    missing = [a for a in spatial if a not in axes]
-    if missing == ["Z"] and channels:
-        raise ImageReadError(
-            path, f"has {shown}: it is a 2D image with channels, not a volume; volumes must be "
-            "(Z, Y, X) (use spatial_dims 2 for 2D data)"
-        )
-    if missing:
-        raise ImageReadError(
-            path, f"has {shown}: a {spatial_dims}D image needs the axes {', '.join(spatial)}; "
-            f"{', '.join(missing)} is missing"
-        )
-    other = [a for a in axes if a not in spatial and a not in _CHANNEL_AXES]
-    if other or len(channels) > 1:
-        raise ImageReadError(
-            path, f"has {shown}: a {spatial_dims}D image may only have the axes {', '.join(spatial)} and "
-            "one channel axis C; save one file per image"
-        )
-    order = channels + [axes.index(a) for a in spatial]
-    out = np.transpose(array, order)
-    return np.ascontiguousarray(out if channels else out[None])
-
-
-def _channel_axis_from_metadata(axes: str | None) -> int | None:
-    if axes is None:
-        return None
-    found = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
-    return found[0] if len(found) == 1 else None
-
-
-def _channel_axis_from_shape(shape: tuple[int, ...]) -> int | None:
-    def smallest(i: int) -> bool:
-        others = [s for j, s in enumerate(shape) if j != i]
-        return shape[i] <= _MAX_HEURISTIC_CHANNELS and all(shape[i] < s for s in others)
-
-    if smallest(len(shape) - 1):
-        return len(shape) - 1
-    if smallest(0):
-        return 0
-    return None
-
-
 # --- masks ---------------------------------------------------------------------------------------
 
 
@@ -476,246 +309,6 @@ def _integer_labels(mask: np.ndarray, path: Path) -> np.ndarray:
             )
         return mask.astype(np.int64)
     raise ImageReadError(path, f"has dtype {mask.dtype}; a mask must hold integer class indices")
-
-
-# --- voxel size ----------------------------------------------------------------------------------
-
-# micrometres per unit, for the unit names that ImageJ, OME and NGFF write
-_UM_PER_UNIT = {
-    "µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
-    "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3,
-    "mm": 1e3, "millimeter": 1e3, "millimetre": 1e3,
-    "cm": 1e4, "centimeter": 1e4, "centimetre": 1e4,
-    "m": 1e6, "meter": 1e6, "metre": 1e6,
-    "in": 25400.0, "inch": 25400.0,
-    "å": 1e-4, "angstrom": 1e-4,
-}
-
-
-def um_per_unit(unit: str | None) -> float | None:
-    """Micrometres in one ``unit`` (None for no unit: values are taken as µm); None if unknown."""
-    if unit is None or unit == "":
-        return 1.0
-    name = str(unit).strip().lower().replace("\\u00b5", "µ").replace("μ", "µ")  # greek mu → micro sign
-    return _UM_PER_UNIT.get(name)
-
-
-def _voxel(z: float | None, y: float | None, x: float | None) -> VoxelSize | None:
-    if y is None or x is None:
-        return None
-    values = (1.0 if z is None else float(z), float(y), float(x))
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        return None
-    return values
-
-
-def _tiff_voxel_size(path: Path) -> VoxelSize | None:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if tif.is_ome and tif.ome_metadata:
-                found = _ome_voxel_size(tif.ome_metadata)
-                if found is not None:
-                    return found
-            page = tif.pages.first
-            xres, yres = page.tags.get("XResolution"), page.tags.get("YResolution")
-            unit_tag = page.tags.get("ResolutionUnit")
-            res_unit = int(unit_tag.value) if unit_tag is not None else 2  # TIFF's default is inch
-            imagej = tif.imagej_metadata if tif.is_imagej else None
-    except Exception as err:  # damaged files: reading the image says so; here there is just no size
-        raise ImageReadError(path, f"cannot be read as a TIFF ({_short(err)}): re-export it") from None
-
-    def size(tag: object) -> float | None:  # pixels per unit → units per pixel
-        if tag is None:
-            return None
-        num, den = tag.value
-        return den / num if num else None
-
-    y, x = size(yres), size(xres)
-    if imagej is not None:
-        unit = imagej.get("unit")
-        spacing = imagej.get("spacing")
-        if unit is None and spacing is None and (x, y) in ((1.0, 1.0), (None, None)):
-            return None  # an uncalibrated ImageJ file
-        scale = um_per_unit(unit)
-        if scale is None:
-            return None
-        z = spacing * scale if spacing is not None else None
-        return _voxel(z, None if y is None else y * scale, None if x is None else x * scale)
-    scale = {2: 25400.0, 3: 10000.0}.get(res_unit)  # inch, centimetre; 1 = no unit
-    if scale is None or y is None or x is None:
-        return None
-    return _voxel(None, y * scale, x * scale)
-
-
-def _ome_voxel_size(xml: str) -> VoxelSize | None:
-    import tifffile
-
-    try:
-        ome = tifffile.xml2dict(xml)["OME"]
-        image = ome["Image"][0] if isinstance(ome["Image"], list) else ome["Image"]
-        pixels = image["Pixels"]
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-    values = []
-    for axis in "ZYX":
-        value = pixels.get(f"PhysicalSize{axis}")
-        scale = um_per_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
-        values.append(None if value is None or scale is None else float(value) * scale)
-    return _voxel(*values)
-
-
-# --- writing -------------------------------------------------------------------------------------
-
-_IMAGEJ_DTYPES = (np.uint8, np.int16, np.uint16, np.float32)
-_IMAGEJ_ORDER = "TZCYXS"
-
-
-def write_tiff(
-    path: str | Path,
-    array: np.ndarray,
-    axes: str | None = None,
-    voxel_size: tuple[float, ...] | None = None,
-) -> Path:
-    """Write a float or integer array as a zlib-compressed TIFF; parent folders are created.
-
-    ``axes`` (tifffile letters, e.g. ``"CYX"``, ``"ZYX"``, ``"CZYX"``) is stored in the file so
-    that ``read_image`` finds the channel axis without guessing; give it for anything that is not
-    plain ``(Y, X)``. Without it, a ``(Y, X, 3|4)`` uint8/uint16 array is stored as RGB(A).
-
-    ``voxel_size`` is ``(z, y, x)`` (or ``(y, x)``) in micrometres. Volumes (axes with ``Z``) and
-    files with a voxel size are written as ImageJ hyperstacks when ImageJ can hold the dtype
-    (uint8, int16, uint16, float32), with the axes put in ImageJ's ``TZCYX`` order, so Fiji opens
-    them with the right axes and calibration; other dtypes with a voxel size are written as
-    OME-TIFF. ``read_voxel_size`` reads the size back from either.
-    """
-    import tifffile
-
-    path = Path(path)
-    array = np.asarray(array)
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise BiosegError(
-            f"write_tiff: cannot write dtype {array.dtype} to {path}; use an integer or float array"
-        )
-    if array.ndim < 2:
-        raise BiosegError(f"write_tiff: {path} needs at least 2 dimensions, got shape {array.shape}")
-    if axes is not None:
-        axes = axes.upper()
-        if len(axes) != array.ndim:
-            raise BiosegError(
-                f"write_tiff: axes '{axes}' has {len(axes)} letters but the array has shape {array.shape}"
-            )
-    rgb = array.ndim == 3 and array.shape[-1] in (3, 4) and array.dtype in (np.uint8, np.uint16)
-    voxel = _check_voxel_size(voxel_size, path) if voxel_size is not None else None
-    bigtiff = array.nbytes > 2**32 - 2**25
-    kwargs: dict = {"compression": "zlib"}
-    named = axes if axes is not None else "YX" if array.ndim == 2 else "YXS" if rgb else None
-    if named is None and voxel is not None:
-        if array.ndim != 3:
-            raise BiosegError(
-                f"write_tiff: {path} has shape {array.shape}; give axes (e.g. 'CZYX') with a voxel size"
-            )
-        named = "ZYX"
-
-    imagej = named is not None and (voxel is not None or "Z" in named) and _imagej_can_hold(array, named)
-    if imagej and not bigtiff:  # ImageJ hyperstacks are classic TIFF (< 4 GiB)
-        order = sorted(range(array.ndim), key=lambda i: _IMAGEJ_ORDER.index(named[i]))
-        array, named = np.transpose(array, order), "".join(named[i] for i in order)
-        metadata: dict = {"axes": named}
-        if voxel is not None:
-            metadata.update(spacing=voxel[0], unit="um")
-            kwargs["resolution"] = (1.0 / voxel[2], 1.0 / voxel[1])
-        kwargs.update(imagej=True, metadata=metadata)
-        kwargs["photometric"] = "rgb" if named.endswith("S") else "minisblack"
-    elif voxel is not None:
-        array = _ome_dtype(array, path)
-        metadata = {"axes": named, "PhysicalSizeY": voxel[1], "PhysicalSizeX": voxel[2]}
-        metadata.update(PhysicalSizeYUnit="µm", PhysicalSizeXUnit="µm")
-        if "Z" in named:
-            metadata.update(PhysicalSizeZ=voxel[0], PhysicalSizeZUnit="µm")
-        kwargs.update(ome=True, metadata=metadata, bigtiff=bigtiff)
-        kwargs["photometric"] = "rgb" if named.endswith("S") else "minisblack"
-    elif axes is not None:
-        kwargs.update(metadata={"axes": axes}, bigtiff=bigtiff)
-        kwargs["photometric"] = "rgb" if axes.endswith("S") else "minisblack"
-    else:
-        kwargs.update(bigtiff=bigtiff, photometric="rgb" if rgb else "minisblack")
-    if kwargs["photometric"] == "rgb" and array.shape[-1] == 4:
-        kwargs["extrasamples"] = ("unassalpha",)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, array, **kwargs)
-    return path
-
-
-def _check_voxel_size(voxel_size: tuple[float, ...], path: Path) -> VoxelSize:
-    try:
-        values = tuple(float(v) for v in voxel_size)
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) not in (2, 3) or not all(math.isfinite(v) and v > 0 for v in values):
-        raise BiosegError(
-            f"{path}: voxel_size={voxel_size!r} must be (z, y, x) or (y, x) positive sizes in micrometres, "
-            "e.g. (0.5, 0.2, 0.2)"
-        )
-    return values if len(values) == 3 else (1.0, *values)
-
-
-def _imagej_can_hold(array: np.ndarray, axes: str) -> bool:
-    """Whether an ImageJ hyperstack can hold ``array`` once its axes are put in TZCYXS order."""
-    if array.dtype not in _IMAGEJ_DTYPES or any(a not in _IMAGEJ_ORDER for a in axes):
-        return False
-    if len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:
-        return False
-    return "S" not in axes or (array.dtype == np.uint8 and array.shape[axes.index("S")] in (3, 4))
-
-
-def _ome_dtype(array: np.ndarray, path: Path) -> np.ndarray:
-    """OME-TIFF has no 64-bit integers and no float16: narrow them when no value changes."""
-    if array.dtype == np.float16:
-        return array.astype(np.float32)
-    if array.dtype.itemsize == 8 and np.issubdtype(array.dtype, np.integer):
-        lo, hi = (int(array.min()), int(array.max())) if array.size else (0, 0)
-        for dtype in (np.uint32, np.int32):
-            if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
-                return array.astype(dtype)
-        raise BiosegError(
-            f"write_tiff: {path} holds values from {lo} to {hi}, which OME-TIFF cannot store (no 64-bit "
-            "integers); write it without voxel_size or use write_ome_zarr"
-        )
-    return array
-
-
-def write_png(path: str | Path, array: np.ndarray) -> Path:
-    """Write ``(Y, X)`` uint8/uint16 or ``(Y, X, 3|4)`` uint8 as PNG; parent folders are created.
-
-    16-bit colour PNGs are refused (the PNG writer at hand cannot store them): use ``write_tiff``.
-    """
-    from PIL import Image
-
-    path = Path(path)
-    array = np.asarray(array)
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    if array.dtype not in (np.uint8, np.uint16):
-        raise BiosegError(
-            f"write_png: {path} would get dtype {array.dtype}; PNG holds uint8 or uint16: "
-            "scale and cast the array, or use write_tiff for other types"
-        )
-    colour = array.ndim == 3 and array.shape[-1] in (3, 4)
-    if not (array.ndim == 2 or colour):
-        raise BiosegError(
-            f"write_png: {path} would get shape {array.shape}; PNG holds (Y, X) or (Y, X, 3|4): "
-            "use write_tiff for other shapes"
-        )
-    if colour and array.dtype == np.uint16:
-        raise BiosegError(f"write_png: {path} is 16-bit colour, which is not supported; use write_tiff")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(array)).save(path)
-    return path
-
 
 
 def detect_spatial_dims(path: str | Path) -> int:

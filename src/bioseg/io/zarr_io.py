@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from bioseg.errors import BiosegError
-from bioseg.io.images import ImageReadError, VoxelSize, um_per_unit
+from bioseg.io.errors import ImageReadError
+from bioseg.io.voxel_size import VoxelSize, um_per_unit
 
 _NGFF_ORDER = "TCZYX"  # NGFF stores axes as [t][c][z]yx
 

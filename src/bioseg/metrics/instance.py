@@ -2,7 +2,9 @@
 
 Everything is derived from one sparse contingency table of (true label, predicted label) pixel counts,
 computed in a single pass over the pixels; 2D and 3D label images (any number of dimensions) go through
-the same code. Label 0 is the background; other label values need not be sequential.
+the same code. Label 0 is the background; other label values need not be sequential. The table and the
+IoU matrix live in :mod:`~bioseg.metrics.overlap`, the matching in :mod:`~bioseg.metrics.matching`, ARand
+and VOI in :mod:`~bioseg.metrics.pair_scores`; this module ties them into per-threshold scores.
 
 Matching (:func:`match_pairs`)
     A true and a predicted object may be paired when their score (IoU by default) is ``>= threshold``;
@@ -58,6 +60,15 @@ from typing import Any
 import numpy as np
 
 from bioseg.errors import BiosegError
+from bioseg.metrics.matching import _check_threshold, _match_sparse, match_pairs
+from bioseg.metrics.overlap import _check_pair, _contingency, _Overlap, _overlap, iou_matrix
+from bioseg.metrics.pair_scores import (
+    _arand_from_parts,
+    _arand_parts,
+    _voi,
+    adapted_rand_error,
+    variation_of_information,
+)
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -75,239 +86,6 @@ __all__ = [
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DSB_THRESHOLDS: tuple[float, ...] = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 _CRITERIA = ("iou", "iot", "iop")
-_CHUNK = 1 << 22  # pixels per pass of the contingency count: bounds the temporary key arrays to ~32 MiB
-
-
-# ---------------------------------------------------------------------------------------------------------
-# contingency table
-
-
-def _as_label_image(x: Any, what: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype == bool:
-        return a.astype(np.uint8)
-    if not np.issubdtype(a.dtype, np.integer):
-        if not np.issubdtype(a.dtype, np.floating) or not (
-            np.isfinite(a).all() and np.array_equal(a, np.round(a))
-        ):
-            raise BiosegError(
-                f"{what} has non-integer values (dtype {a.dtype}); expected an instance label image "
-                "(0 = background, one integer id per object): label a binary mask first, e.g. "
-                "skimage.measure.label(mask)"
-            )
-        a = a.astype(np.int64)
-    if a.size and a.min() < 0:
-        raise BiosegError(
-            f"{what} has negative labels (min {a.min()}); expected 0 for background and positive "
-            "object ids: map ignored regions to 0"
-        )
-    if a.size and a.dtype == np.uint64 and a.max() > np.iinfo(np.int64).max:
-        raise BiosegError(
-            f"{what} has labels above 2**63 - 1; relabel with skimage.segmentation.relabel_sequential"
-        )
-    return a
-
-
-def _check_pair(pred: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
-    p = _as_label_image(pred, "pred")
-    t = _as_label_image(truth, "truth")
-    if p.shape != t.shape:
-        raise BiosegError(
-            f"pred has shape {p.shape} but truth has shape {t.shape}; "
-            "both must be label images of the same shape (Y, X) or (Z, Y, X)"
-        )
-    if p.ndim == 0:
-        raise BiosegError("pred and truth are scalars; expected label images (Y, X) or (Z, Y, X)")
-    return p, t
-
-
-def _contingency(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sparse contingency table over all pixels, background included.
-
-    Returns ``(true_label, pred_label, count)`` int64 arrays, one entry per label pair that occurs,
-    sorted by true label then predicted label.
-    """
-    t = truth.reshape(-1)
-    p = pred.reshape(-1)
-    if t.size == 0:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty
-    kt = int(t.max()) + 1
-    kp = int(p.max()) + 1
-    if kt * kp >= 2**62:  # the pair key would overflow: count on compact ids instead
-        t_ids, t_inv = np.unique(t, return_inverse=True)
-        p_ids, p_inv = np.unique(p, return_inverse=True)
-        ti, pj, c = _contingency(p_inv.astype(np.int64), t_inv.astype(np.int64))
-        return t_ids[ti].astype(np.int64), p_ids[pj].astype(np.int64), c
-
-    dense = kt * kp <= max(t.size, 1 << 16)  # a dense table is no bigger than the image: bincount it
-    counts = np.zeros(kt * kp, np.int64) if dense else None
-    keys, vals = [], []
-    for start in range(0, t.size, _CHUNK):
-        key = t[start : start + _CHUNK].astype(np.int64) * kp + p[start : start + _CHUNK].astype(np.int64)
-        if dense:
-            counts += np.bincount(key, minlength=kt * kp)
-        else:
-            k, c = np.unique(key, return_counts=True)
-            keys.append(k)
-            vals.append(c)
-    if dense:
-        key = np.flatnonzero(counts)
-        c = counts[key]
-    elif len(keys) == 1:
-        key, c = keys[0], vals[0]
-    else:
-        key, inv = np.unique(np.concatenate(keys), return_inverse=True)
-        c = np.bincount(inv.reshape(-1), weights=np.concatenate(vals), minlength=key.size).astype(np.int64)
-    ti, pj = np.divmod(key, kp)
-    return ti, pj, c.astype(np.int64)
-
-
-@dataclass
-class _Overlap:
-    """Objects and their pairwise overlaps, in compact indices (0..n_true-1, 0..n_pred-1)."""
-
-    true_ids: np.ndarray
-    pred_ids: np.ndarray
-    true_sizes: np.ndarray
-    pred_sizes: np.ndarray
-    rows: np.ndarray  # true index of each overlapping pair
-    cols: np.ndarray  # pred index of each overlapping pair
-    inter: np.ndarray  # pixels in common
-
-    def scores(self, criterion: str) -> np.ndarray:
-        ts = self.true_sizes[self.rows].astype(np.float64)
-        ps = self.pred_sizes[self.cols].astype(np.float64)
-        inter = self.inter.astype(np.float64)
-        if criterion == "iou":
-            return inter / (ts + ps - inter)
-        if criterion == "iot":
-            return inter / ts
-        return inter / ps
-
-
-def _overlap(ti: np.ndarray, pj: np.ndarray, c: np.ndarray) -> _Overlap:
-    ft, fp = ti > 0, pj > 0
-    true_ids, t_inv = np.unique(ti[ft], return_inverse=True)
-    pred_ids, p_inv = np.unique(pj[fp], return_inverse=True)
-    true_sizes = np.bincount(t_inv.reshape(-1), weights=c[ft], minlength=true_ids.size).astype(np.int64)
-    pred_sizes = np.bincount(p_inv.reshape(-1), weights=c[fp], minlength=pred_ids.size).astype(np.int64)
-    both = ft & fp
-    rows = np.searchsorted(true_ids, ti[both])
-    cols = np.searchsorted(pred_ids, pj[both])
-    return _Overlap(true_ids, pred_ids, true_sizes, pred_sizes, rows, cols, c[both])
-
-
-def iou_matrix(pred: Any, truth: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """IoU of every (true object, predicted object) pair.
-
-    Args:
-        pred, truth: instance label images of the same shape, ``(Y, X)`` or ``(Z, Y, X)``; 0 is the
-            background, object ids are any non-negative integers (not necessarily sequential).
-
-    Returns:
-        ``(ious, true_ids, pred_ids, true_sizes, pred_sizes)``: ``ious`` is ``(n_true, n_pred)`` float64
-        with row ``i`` for object ``true_ids[i]`` and column ``j`` for ``pred_ids[j]`` (ids ascending);
-        sizes are pixel (voxel) counts. Non-overlapping pairs are 0.
-    """
-    p, t = _check_pair(pred, truth)
-    ov = _overlap(*_contingency(p, t))
-    ious = np.zeros((ov.true_ids.size, ov.pred_ids.size), np.float64)
-    ious[ov.rows, ov.cols] = ov.scores("iou")
-    return ious, ov.true_ids, ov.pred_ids, ov.true_sizes, ov.pred_sizes
-
-
-# ---------------------------------------------------------------------------------------------------------
-# matching
-
-
-def _check_threshold(t: float) -> float:
-    t = float(t)
-    if not 0.0 < t <= 1.0:
-        raise BiosegError(
-            f"matching threshold {t!r} is outside (0, 1]; objects need a positive overlap score to be "
-            "matched: use thresholds such as 0.5"
-        )
-    return t
-
-
-def _local_index(comp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each node's index within its component, and the number of nodes per component."""
-    order = np.argsort(comp, kind="stable")
-    counts = np.bincount(comp)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    local = np.empty(comp.size, np.int64)
-    local[order] = np.arange(comp.size) - starts[comp[order]]
-    return local, counts
-
-
-def _match_sparse(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Optimal one-to-one matching among candidate pairs; returns the indices of the chosen pairs.
-
-    ``rows``/``cols`` index true/predicted objects, one entry per overlapping pair (no duplicates).
-    Most pairs, then largest total score (see the module docstring).
-    """
-    cand = np.flatnonzero(scores >= threshold)
-    if cand.size == 0:
-        return cand
-    r, c = rows[cand], cols[cand]
-    ur, r_inv = np.unique(r, return_inverse=True)
-    uc, c_inv = np.unique(c, return_inverse=True)
-    if ur.size == cand.size and uc.size == cand.size:  # no object has two candidates: nothing to choose
-        return cand
-
-    from scipy.optimize import linear_sum_assignment
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n_r = ur.size
-    n = n_r + uc.size
-    graph = coo_matrix((np.ones(cand.size), (r_inv, n_r + c_inv)), shape=(n, n))
-    _, node_comp = connected_components(graph, directed=False)
-    edge_comp = node_comp[r_inv]
-    sizes = np.bincount(edge_comp)
-    chosen = [cand[sizes[edge_comp] == 1]]  # a component with a single candidate pair is matched as is
-    multi = np.flatnonzero(sizes > 1)
-    order = np.argsort(edge_comp, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    local_r, n_rows = _local_index(node_comp[:n_r])
-    local_c, n_cols = _local_index(node_comp[n_r:])
-    s_all = scores[cand]
-    for comp in multi:
-        e = order[starts[comp] : starts[comp + 1]]
-        lr, lc = local_r[r_inv[e]], local_c[c_inv[e]]
-        shape = (n_rows[comp], n_cols[comp])
-        k = min(shape)
-        # each pair is worth 1 plus a tie-break below 1/(2k): k pairs of tie-breaks sum to at most 1/2,
-        # so the most pairs always win, then the largest total score
-        cost = np.zeros(shape)
-        cost[lr, lc] = -(1.0 + s_all[e] / (2.0 * k))
-        ri, ci = linear_sum_assignment(cost)
-        lookup = np.full(shape, -1, np.int64)
-        lookup[lr, lc] = cand[e]
-        picked = lookup[ri, ci]
-        chosen.append(picked[picked >= 0])
-    return np.sort(np.concatenate(chosen))
-
-
-def match_pairs(scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matching of true and predicted objects on a score matrix.
-
-    Args:
-        scores: ``(n_true, n_pred)`` overlap scores in [0, 1] (e.g. ``iou_matrix(...)[0]``).
-        threshold: pairs with ``score >= threshold`` may be matched; in (0, 1].
-
-    Returns:
-        ``(true_idx, pred_idx)``: indices of the matched pairs, the most pairs possible and among those
-        the largest total score (as StarDist's matching).
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    if s.ndim != 2:
-        raise BiosegError(f"scores has shape {s.shape}; expected a (n_true, n_pred) matrix")
-    thr = _check_threshold(threshold)
-    rows, cols = np.nonzero(s > 0)
-    picked = _match_sparse(rows, cols, s[rows, cols], thr)
-    return rows[picked], cols[picked]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -352,59 +130,6 @@ def _merges_splits(ov: _Overlap) -> tuple[int, int]:
     per_pred = np.bincount(ov.cols[covers_true], minlength=ov.pred_ids.size)
     per_true = np.bincount(ov.rows[inside_true], minlength=ov.true_ids.size)
     return int(np.count_nonzero(per_pred >= 2)), int(np.count_nonzero(per_true >= 2))
-
-
-def _arand_parts(ti: np.ndarray, pj: np.ndarray, c: np.ndarray) -> tuple[float, float, float]:
-    """Pixel-pair counts of the adapted Rand index over truth-foreground pixels:
-    ``(pairs together in both, pairs together in truth, pairs together in pred)`` (ordered pairs)."""
-    fg = ti > 0
-    c = c[fg].astype(np.float64)
-    n = c.sum()
-    a = np.bincount(np.unique(ti[fg], return_inverse=True)[1].reshape(-1), weights=c)
-    b = np.bincount(np.unique(pj[fg], return_inverse=True)[1].reshape(-1), weights=c)
-    return float(c @ c - n), float(a @ a - n), float(b @ b - n)
-
-
-def _voi(ti: np.ndarray, pj: np.ndarray, c: np.ndarray) -> tuple[float, float]:
-    """``(H(pred | truth), H(truth | pred))`` in bits, over all pixels."""
-    n = c.sum()
-    if n == 0:
-        return 0.0, 0.0
-    pxy = c / n
-    t_inv = np.unique(ti, return_inverse=True)[1].reshape(-1)
-    p_inv = np.unique(pj, return_inverse=True)[1].reshape(-1)
-    px = np.bincount(t_inv, weights=pxy)
-    py = np.bincount(p_inv, weights=pxy)
-    split = -float(np.sum(pxy * np.log2(pxy / px[t_inv])))
-    merge = -float(np.sum(pxy * np.log2(pxy / py[p_inv])))
-    return max(split, 0.0), max(merge, 0.0)  # clip rounding noise below zero
-
-
-def _arand_from_parts(both: float, sum_a: float, sum_b: float, n_pairs_defined: bool) -> tuple[float, ...]:
-    if not n_pairs_defined:
-        return math.nan, math.nan, math.nan
-    precision = both / sum_b if sum_b > 0 else 1.0
-    recall = both / sum_a if sum_a > 0 else 1.0
-    f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return 1.0 - f, precision, recall
-
-
-def adapted_rand_error(pred: Any, truth: Any) -> tuple[float, float, float]:
-    """``(error, precision, recall)`` of the adapted Rand index over the truth's foreground pixels.
-
-    The error equals ``skimage.metrics.adapted_rand_error(truth, pred)[0]``. Precision = pixel pairs
-    together in both / pairs together in ``pred``; recall = the same over pairs together in ``truth``
-    (scikit-image returns these two swapped). All NaN when the truth has no foreground."""
-    p, t = _check_pair(pred, truth)
-    ti, pj, c = _contingency(p, t)
-    return _arand_from_parts(*_arand_parts(ti, pj, c), bool(np.any(ti > 0)))  # type: ignore[return-value]
-
-
-def variation_of_information(pred: Any, truth: Any) -> tuple[float, float]:
-    """``(split, merge) = (H(pred | truth), H(truth | pred))`` in bits over all pixels, equal to
-    ``skimage.metrics.variation_of_information(truth, pred)``; their sum is the VOI."""
-    p, t = _check_pair(pred, truth)
-    return _voi(*_contingency(p, t))
 
 
 @dataclass
