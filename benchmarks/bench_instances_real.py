@@ -322,11 +322,8 @@ def bioseg_overrides_3d(voxel: Sequence[float], mode: str) -> list[str]:
         "infer.patch_size=[32,128,128]",
         "infer.precision=bf16",
         f"heads.boundaries.weight_map.sigma={3 * xy:.4g}",  # 3 in-plane voxels, in µm
-        f"post.instances.mode={mode}",
-        "post.instances.threshold=0.3" if mode == "boundary" else "post.instances.threshold=0.5",
-        f"post.instances.h={2 * xy:.4g}",  # 2 in-plane voxels, in µm
+        f"post.instances.mode={mode}",  # threshold, h and merge_threshold: init-config's for volumes
         "post.instances.sigma_seeds=2.0",
-        "post.instances.merge_threshold=0.3",
         "post.instances.min_size=50",
         "post.instances.min_distance=5",
     ]

@@ -171,7 +171,7 @@ def instances(
     channel: int = typer.Option(0, help="channel of the probability map to use"),
     threshold: float = typer.Option(0.5, help="boundary (or foreground) probability cut"),
     seed_method: str = typer.Option("h_maxima", help="h_maxima or min_distance"),
-    h: float = typer.Option(2.0, help="seed dynamic (h_maxima)"),
+    h: float = typer.Option(1.0, help="seed dynamic (h_maxima)"),
     min_distance: int = typer.Option(3, help="voxels between seeds"),
     agglomeration: str = typer.Option("average", help="average, multicut or none"),
     merge_threshold: float = typer.Option(0.5, help="average linkage: merge below this boundary probability"),

@@ -280,7 +280,7 @@ class InstanceConfig(Section):
     foreground_head: str | None = None
     threshold: float = Field(default=0.5, gt=0, lt=1, description="boundary (or foreground) probability cut")
     seed_method: Literal["h_maxima", "min_distance"] = "h_maxima"
-    h: float = Field(default=2.0, gt=0, description="seed dynamic, in voxel-size units")
+    h: float = Field(default=1.0, gt=0, description="seed dynamic, in voxel-size units")
     min_distance: int = Field(default=3, ge=1, description="voxels between seeds (min_distance, foreground)")
     sigma_seeds: float = Field(default=1.0, ge=0)
     agglomeration: Literal["average", "multicut", "none"] = "average"

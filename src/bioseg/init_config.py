@@ -110,6 +110,15 @@ def choose_batch(patch: list[int], in_channels: int, widths: list[int], memory_f
     return int(np.clip(memory_fraction * total // per_sample, 1, 8))
 
 
+#: boundary post-processing by image dimension, chosen with ``bioseg tune-instances`` on real data
+#: (benchmarks/bench_instances_real.py): seeds of dynamic h = 1 voxel won on the DSB 2018 nuclei and both
+#: ovule volumes; the volumes kept a low boundary cut and merge threshold, the 2D nuclei a higher merge one
+INSTANCE_POST: dict[int, dict[str, float]] = {
+    2: {"threshold": 0.5, "merge_threshold": 0.7},
+    3: {"threshold": 0.3, "merge_threshold": 0.3},
+}
+
+
 def infer_config(data_dir: str | Path, name: str | None = None, sample_images: int = 20) -> dict[str, Any]:
     """The resolved experiment (as a dict) that suits the dataset in ``data_dir``."""
     data_dir = Path(data_dir).resolve()
@@ -143,14 +152,14 @@ def infer_config(data_dir: str | Path, name: str | None = None, sample_images: i
     raw["model"] = {"spatial_dims": dims, "pool_sizes": pools}
     if voxel is not None:
         data["voxel_size"] = list(voxel)
-    unit = float(min(voxel)) if voxel else 1.0  # lengths below are read in voxel-size units: 3 and 2 voxels
+    unit = float(min(voxel)) if voxel else 1.0  # lengths below are read in voxel-size units
     if instances:  # objects: learn their inside and their borders, then split them along the borders
         data["labels"] = "instance"
         raw["heads"] = {
             "foreground": {"type": "binary", "target": "foreground"},
             "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 3.0 * unit}},
         }
-        raw["post"] = {"instances": {"mode": "boundary", "h": 2.0 * unit}}
+        raw["post"] = {"instances": {"mode": "boundary", "h": unit, **INSTANCE_POST[dims]}}
     else:
         data["classes"], data["mask_values"] = infer_classes(values)
     return config_mod.to_dict(config_mod.from_dict(raw, source=str(data_dir)))

@@ -62,7 +62,7 @@ class InstanceParams:
 
     threshold: float = 0.5
     seed_method: Literal["h_maxima", "min_distance"] = "h_maxima"
-    h: float = 2.0
+    h: float = 1.0
     min_distance: int = 3
     sigma_seeds: float = 1.0
     agglomeration: Literal["average", "multicut", "none"] = "average"
