@@ -1,0 +1,56 @@
+"""The experiment config: strict pydantic models (:mod:`.schema`), YAML load/dump and ``--set a.b=c``
+overrides (:mod:`.loading`).
+
+Every section maps one to one onto the keyword arguments of the component it configures, so the
+Python API needs no YAML. Unknown keys are errors that name the closest valid key.
+"""
+
+from bioseg.config.loading import dump, from_dict, load, parse_overrides, to_dict
+from bioseg.config.schema import (
+    AugmentStep,
+    BoundaryOptions,
+    DataConfig,
+    Experiment,
+    HeadConfig,
+    HeadFreezingConfig,
+    InferConfig,
+    InstanceConfig,
+    LossTerm,
+    ModelConfig,
+    Normalization,
+    OptimConfig,
+    PostConfig,
+    SchedConfig,
+    Section,
+    TrainConfig,
+    WeightMapOptions,
+    default_augment,
+    default_loss,
+)
+
+__all__ = [
+    "AugmentStep",
+    "BoundaryOptions",
+    "DataConfig",
+    "Experiment",
+    "HeadConfig",
+    "HeadFreezingConfig",
+    "InferConfig",
+    "InstanceConfig",
+    "LossTerm",
+    "ModelConfig",
+    "Normalization",
+    "OptimConfig",
+    "PostConfig",
+    "SchedConfig",
+    "Section",
+    "TrainConfig",
+    "WeightMapOptions",
+    "default_augment",
+    "default_loss",
+    "dump",
+    "from_dict",
+    "load",
+    "parse_overrides",
+    "to_dict",
+]
