@@ -1,4 +1,4 @@
-"""Benchmark 6: the multi-task demo at its full budget, against the issue's bar.
+"""Benchmark 6: the multi-task demo at its full budget, against its target.
 
 Runs ``bioseg.demo_multitask.run_demo_multitask`` (synthetic wings → check → train four heads on
 ``hoppernet_lite`` with head freezing → evaluate the test images) in a temporary folder and reads its

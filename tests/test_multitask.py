@@ -10,6 +10,7 @@ import torch
 import bioseg
 from bioseg.engine.head_freezing import HeadFreezing, set_frozen
 from bioseg.engine.module import SegmentationModule
+from bioseg.errors import BiosegError
 
 WING_HEADS = {
     "wing": {"type": "binary", "loss": [{"name": "bce", "pos_weight": 2}, {"name": "dice"}]},
@@ -177,6 +178,10 @@ def test_evaluate_scores_every_head_of_a_multitask_run(wings, tmp_path):
     assert set(evaluation.heads) == set(WING_HEADS)
     metrics = json.loads((evaluation.out_dir / "metrics.json").read_text())
     assert set(metrics["heads"]) == set(WING_HEADS)
+    # a training image lacks its spots mask (see the fixture): refused before anything is predicted
+    with pytest.raises(BiosegError, match="has no 'spots' mask"):
+        bioseg.evaluate(result.run_dir, split="train", out_dir=tmp_path / "train_eval", progress=False)
+    assert not (tmp_path / "train_eval").exists()
 
 
 def test_check_reads_every_head_mask(wings, tmp_path):

@@ -5,7 +5,7 @@ Synthetic wings (:mod:`bioseg.data.synthetic_wing`, the seed's folder layout ``t
 whole wings fitted into a square, with a loss per head (wing: BCE + Dice; veins: BCE + Dice + clDice;
 spots: focal + Dice; domains: cross-entropy over 5 classes) and head freezing → evaluate the test
 images per head → run folder, ``charts/training.gif``, ``charts/heads.png`` and per-head scores against
-the issue's bar (:data:`BARS`), in under 10 minutes on a 2-core CPU.
+the target (:data:`BARS`), in under 10 minutes on a 2-core CPU.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ import numpy as np
 import tifffile
 from tqdm.auto import tqdm
 
-from bioseg.data.layouts import discover
+from bioseg.config import Experiment
+from bioseg.data.layouts import Sample, discover
 from bioseg.data.preprocess import map_mask
 from bioseg.data.splits import split_for
 from bioseg.errors import BiosegError
@@ -137,7 +138,7 @@ def evaluate_run(
     return _write(out, heads, {"run": str(run_dir), "split": split, "fold": d.fold}, instance_scores)
 
 
-def _check_head_masks(samples: list, cfg, split: str) -> None:
+def _check_head_masks(samples: list[Sample], cfg: Experiment, split: str) -> None:
     """Before predicting anything: with a mask per head (multitask, zarr), every image needs all of them."""
     for sample in samples:
         if not sample.masks:

@@ -134,7 +134,10 @@ def tune_run(
         sample = by_name[name]
         raw = read_input(sample.image, d, cfg.model.spatial_dims)
         probabilities.append(predictor.predict(raw, name=str(sample.image)).probabilities)
-        truths.append(instance_labels(read_head_masks(sample, cfg), d.labels))
+        mask = read_head_masks(sample, cfg)
+        if isinstance(mask, dict):  # multitask / zarr layouts: a mask per head, none of them object ids
+            raise BiosegError(f"{sample.image} has a mask per head; tuning objects needs one instance mask per image")
+        truths.append(instance_labels(mask, d.labels))
         spacings.append(voxel_spacing(sample.image, cfg))
     before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg, spacings[0]))}
     best, tried = tune_instances(probabilities, truths, cfg, spacings, grid, iou)
