@@ -4,6 +4,7 @@ its parameters per sample; :mod:`bioseg.data.augment` chains them into a pipelin
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -95,20 +96,20 @@ class Transform:
         return f"{self.name}(p={self.p}{', ' if args else ''}{args})"
 
 
-class IntensityTransform(Transform):
+class IntensityTransform(Transform, abc.ABC):
     kind = "intensity"
 
+    @abc.abstractmethod
     def apply(self, x: Tensor, params: dict[str, Tensor], generator: torch.Generator | None) -> Tensor:
         """x ``(M, C, *spatial)``: the selected samples; params already subset and on x's device."""
-        raise NotImplementedError
 
 
-class ExactTransform(Transform):
+class ExactTransform(Transform, abc.ABC):
     kind = "spatial"
 
+    @abc.abstractmethod
     def apply(self, x: Tensor, params: dict[str, Tensor], apply: Tensor) -> Tensor:
         """The same index operation on any tensor ``(N, C, *spatial)``, for the samples where ``apply``."""
-        raise NotImplementedError
 
 
 class GridTransform(Transform):

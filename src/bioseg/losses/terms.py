@@ -8,6 +8,7 @@ fails before training starts.
 
 from __future__ import annotations
 
+import abc
 import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -79,7 +80,7 @@ def _bool(name: str, value: Any) -> bool:
 # --- base class --------------------------------------------------------------------------------------
 
 
-class LossModule(nn.Module):
+class LossModule(nn.Module, abc.ABC):
     """One loss term for one head type.
 
     Subclasses declare ``params`` (keyword → default), which keywords apply to one head type only,
@@ -136,9 +137,9 @@ class LossModule(nn.Module):
         tensor = None if values is None else torch.tensor(values, dtype=torch.float32)
         self.register_buffer(name, tensor, persistent=False)
 
+    @abc.abstractmethod
     def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         """``logits (N, C, *spatial)``, ``target`` and optional ``weight (N, 1, *spatial)`` → scalar."""
-        raise NotImplementedError
 
     def extra_repr(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
