@@ -83,7 +83,7 @@ def test_config_refuses_instances_without_a_boundary_head():
         config.from_dict({"data": {"root": "/d"}, "heads": {"b": {"type": "multiclass", "target": "boundary"}}})
 
 
-def test_3d_instance_training_predicts_and_scores_objects(volumes, tmp_path):
+def test_3d_instance_training_predicts_and_scores_objects(volumes, tmp_path, capsys):
     result = bioseg.train(instance_config(volumes, tmp_path), overrides=TINY_3D, progress=False)
     assert {"val/foreground/dice/foreground", "val/boundaries/dice/boundary"} <= set(result.history[-1])
     evaluation = bioseg.evaluate(result.run_dir, split="test", progress=False)
@@ -100,7 +100,10 @@ def test_3d_instance_training_predicts_and_scores_objects(volumes, tmp_path):
     assert run_cli("instances", out / f"{stem}_boundaries_prob.tif", "-o", tmp_path / "again", "--h", "1") == 0
     assert tifffile.imread(tmp_path / "again" / f"{stem}_boundaries_instances.tif").shape == (8, 32, 32)
     # post-processing tuned on the validation volume and written into the run: predict then uses it
+    capsys.readouterr()
     assert run_cli("tune-instances", result.run_dir, "--split", "val", "--apply", "--no-progress") == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 19 and sum("<- chosen" in line for line in printed) == 1
     tuning = json.loads((result.run_dir / "instances_tuning.json").read_text())
     assert set(tuning["chosen"]) == {"threshold", "h", "merge_threshold"} and len(tuning["tried"]) == 18
     assert max(r["f1"] for r in tuning["tried"]) == next(

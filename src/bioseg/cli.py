@@ -216,7 +216,9 @@ def tune_instances(
     doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress)
     for row in doc["tried"]:
         values = "  ".join(f"{k} {row[k]:g}" for k in doc["chosen"])
-        typer.echo(f"{values}  F1 {row['f1']:.3f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}")
+        mark = "  <- chosen" if all(row[k] == v for k, v in doc["chosen"].items()) else ""
+        scores = f"F1 {row['f1']:.3f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}"
+        typer.echo(f"{values}  {scores}{mark}")
     chosen = " ".join(f"post.instances.{k}={v:g}" for k, v in doc["chosen"].items())
     best = max(r["f1"] for r in doc["tried"])
     done = "written into the run's model" if apply else "rerun with --apply to use them"
