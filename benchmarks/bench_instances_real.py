@@ -31,8 +31,8 @@ dark nuclei on bright stains work too; RGB is averaged to grey); membranes: the 
 boundaries, seeds lie in the distance transform of the rest, and the smoothed membrane signal is
 flooded. Its two parameters (smoothing σ, seed distance) are chosen on the training part of the data
 (best F1 at IoU 0.5) — the same data bioseg learns from — and then applied to the test part. bioseg's
-post-processing is chosen the same way (``bioseg tune-instances --apply``: 18 points of threshold, seed
-dynamic h and merge threshold, on the training half of a volume or DSB's validation images); the
+post-processing is chosen the same way (``bioseg tune-instances --apply``: 54 points of threshold, seed
+dynamic h, seed smoothing and merge threshold, on the training half of a volume or DSB's validation images); the
 scores with init-config's defaults are reported beside (``bioseg_defaults``).
 
 Charts: ``results/f1_vs_iou_<dataset>.png`` (both methods on one chart); numbers:
@@ -322,8 +322,7 @@ def bioseg_overrides_3d(voxel: Sequence[float], mode: str) -> list[str]:
         "infer.patch_size=[32,128,128]",
         "infer.precision=bf16",
         f"heads.boundaries.weight_map.sigma={3 * xy:.4g}",  # 3 in-plane voxels, in µm
-        f"post.instances.mode={mode}",  # threshold, h and merge_threshold: init-config's for volumes
-        "post.instances.sigma_seeds=2.0",
+        f"post.instances.mode={mode}",  # the other post-processing parameters: init-config's for volumes
         "post.instances.min_size=50",
         "post.instances.min_distance=5",
     ]

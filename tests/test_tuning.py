@@ -48,6 +48,7 @@ def test_the_point_that_splits_the_objects_wins():
 def test_default_grid_follows_the_mode_and_the_voxel_size():
     grid = default_grid(experiment(), spacing=(0.5, 0.25, 0.25))
     assert grid["h"] == (0.25, 0.5, 1.0) and "merge_threshold" in grid and "beta" not in grid
+    assert grid["sigma_seeds"] == (0.5, 1.0, 2.0)
     assert "beta" in default_grid(experiment(agglomeration="multicut"))
     assert set(default_grid(experiment(mode="foreground"))) == {"threshold", "min_distance"}
 

@@ -34,6 +34,9 @@ def default_grid(cfg: Experiment, spacing: Sequence[float] | None = None) -> dic
     grid: dict[str, tuple[float, ...]] = {
         "threshold": (0.3, 0.5),
         "h": tuple(round(k * unit, 6) for k in (1.0, 2.0, 4.0)),
+        # the smoothing before the seeds decides whether small cells get one: on the ovule membranes
+        # the best training F1 went from 0.75 at 2 voxels to 0.90 at 0.5
+        "sigma_seeds": (0.5, 1.0, 2.0),
     }
     if inst.agglomeration == "average":
         grid["merge_threshold"] = (0.3, 0.5, 0.7)
