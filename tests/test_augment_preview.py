@@ -6,7 +6,6 @@ import pytest
 import yaml
 from conftest import run_cli
 
-import bioseg.cli_experiments  # noqa: F401  (registers the commands until cli.py imports it)
 from bioseg.reports.augment_preview import GAP, augment_preview, grid_shape, tile_grid
 from bioseg.reports.charts import CLASS_COLOURS
 

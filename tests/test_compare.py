@@ -9,7 +9,6 @@ import pytest
 import yaml
 from conftest import TINY, run_cli
 
-import bioseg.cli_experiments  # noqa: F401  (registers the commands until cli.py imports it)
 from bioseg.config import parse_overrides
 from bioseg.data.layouts import discover
 from bioseg.data.splits import make_splits

@@ -7,7 +7,6 @@ import pytest
 import tifffile
 from conftest import dataset_dir, run_cli
 
-import bioseg.cli_experiments  # noqa: F401  (registers the commands until cli.py imports it)
 from bioseg.data.crop import crop_dataset, find_objects, grid_boxes, negative_boxes, object_boxes, window_sums
 from bioseg.io import read_image, read_mask, write_tiff
 

@@ -9,7 +9,6 @@ import pytest
 import yaml
 from conftest import TINY, run_cli
 
-import bioseg.cli_experiments  # noqa: F401  (registers the commands until cli.py imports it)
 from bioseg.engine.lr_find import apply_lr, smooth, suggest_lr
 
 

@@ -9,7 +9,6 @@ import tifffile
 import yaml
 from conftest import TINY, run_cli
 
-import bioseg.cli_experiments  # noqa: F401  (registers the commands until cli.py imports it)
 from bioseg.engine.sweep import class_recall, parse_sweep, sweep_axis
 from bioseg.errors import BiosegError
 from bioseg.io import read_mask

@@ -1,7 +1,6 @@
-"""Commands for preparing and comparing experiments: crop, lr-find, augment-preview, compare, sweep.
+"""Commands that train: train, lr-find, augment-preview, compare, sweep.
 
-Registered on ``bioseg.cli.app``; heavy modules are imported inside the commands so that ``bioseg --help``
-stays fast.
+Heavy modules are imported inside the commands so that ``bioseg --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -10,59 +9,26 @@ from pathlib import Path
 
 import typer
 
-from bioseg.cli import app
+from bioseg.cli.app import app
 from bioseg.errors import BiosegError
 
 
-def _size(text: str) -> int | list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise BiosegError(f"--size '{text}' is not a size; write e.g. --size 400 or --size 32,128,128") from None
-    return values[0] if len(values) == 1 else values
-
-
 @app.command()
-def crop(
-    images: Path = typer.Argument(..., help="folder of large images (or one image file); any channel count"),
-    masks: Path = typer.Argument(..., help="folder of their masks, paired by file name (or one mask file)"),
-    output: Path = typer.Option(..., "--output", "-o", help="new dataset folder (images/, masks/, crops.csv)"),
-    size: str = typer.Option("400", help="crop size in pixels: one value, or one per axis (e.g. 32,128,128)"),
-    per_object: bool = typer.Option(
-        True, "--per-object/--grid", help="one crop centred on each object, or a regular grid of crops"
-    ),
-    negatives: int = typer.Option(0, help="object-free 'negative control' crops per image"),
-    mask_format: str = typer.Option(
-        "binary", help="crop masks: binary (0/1), instances (ids 1..n per crop), centre (only the centred object)"
-    ),
-    objects: str = typer.Option(
-        "auto", help="objects are the mask's ids, or its connected components (auto: components of 0/1 masks)"
-    ),
-    seed: int = typer.Option(0, help="random seed for the negative crops"),
+def train(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    fold: int | None = typer.Option(None, help="fold to train (default: data.fold)"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key, e.g. --set train.epochs=5"),
+    resume: bool = typer.Option(False, help="continue from checkpoints/last.ckpt"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
-    """Cut training subimages from large fields: a dataset in the pairs layout, ready for 'bioseg check'."""
-    from bioseg.data.crop import crop_dataset
+    """Train a model; writes runs/<name>/fold_<k>/ (config, model/, checkpoints/, metrics.csv, charts/)."""
+    from bioseg.engine.trainer import train as run_training
 
-    result = crop_dataset(
-        images,
-        masks,
-        output,
-        size=_size(size),
-        mode="object" if per_object else "grid",
-        negatives=negatives,
-        seed=seed,
-        mask_format=mask_format,
-        objects_from=objects,
-    )
-    kinds = ", ".join(f"{result.count(k)} {k}" for k in ("object", "grid", "negative") if result.count(k))
-    typer.echo(f"wrote {len(result.rows)} crops ({kinds or 'none'}) to {output}; list: {result.csv_path}")
-    if result.short:
-        typer.echo(
-            f"found {result.count('negative')} of {result.negatives_asked} negative crops: too little "
-            f"object-free space in {len(result.short)} image(s) ({'; '.join(result.short[:3])}"
-            f"{' …' if len(result.short) > 3 else ''}); try a smaller --size"
-        )
-    typer.echo(f"next: bioseg check {output}")
+    result = run_training(config, fold=fold, resume=resume, overrides=overrides, progress=progress)
+    if result.init_report:
+        typer.echo(f"initialised from model.init_from: {result.init_report}")
+    score = f"{result.best_score:.4f}" if result.best_score is not None else "n/a"
+    typer.echo(f"run folder: {result.run_dir}\nbest {result.monitor}: {score}\ncharts: {result.run_dir / 'charts'}")
 
 
 @app.command("lr-find")

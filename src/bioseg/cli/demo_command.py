@@ -1,0 +1,32 @@
+"""``bioseg demo``: the whole job on built-in synthetic data.
+
+Heavy modules are imported inside the commands so that ``bioseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bioseg.cli.app import app
+from bioseg.errors import BiosegError
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("bioseg-demo"), "--output", "-o", help="folder for data, run and predictions"),
+    three_d: bool = typer.Option(False, "--3d", help="3D membrane-stained cells → boundaries → instances"),
+    multitask: bool = typer.Option(False, "--multitask", help="insect wings: outline, veins, spots, domains"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """The whole job on built-in synthetic data: check → split → train → predict → evaluate."""
+    if three_d and multitask:
+        raise BiosegError("choose one of --3d and --multitask")
+    if three_d:
+        from bioseg.demo3d import run_demo_3d as run
+    elif multitask:
+        from bioseg.demo_multitask import run_demo_multitask as run
+    else:
+        from bioseg.demo import run_demo as run
+    run(output, log=typer.echo, progress=progress)

@@ -1,0 +1,142 @@
+"""Commands that apply and score a trained model: predict, evaluate, instances, tune-instances.
+
+Heavy modules are imported inside the commands so that ``bioseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bioseg.cli.app import app, parse_mask_values
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="run folder (…/fold_0) or its model/ folder"),
+    inputs: list[Path] = typer.Argument(..., help="images or folders of images"),
+    output: Path = typer.Option(Path("predictions"), "--output", "-o", help="output folder"),
+    threshold: float | None = typer.Option(None, help="binary threshold (default: the run's)"),
+    patch_size: str | None = typer.Option(None, help="tile size, e.g. 256,256 (default: the run's)"),
+    overlap: float | None = typer.Option(None, help="tile overlap fraction (default: the run's)"),
+    batch_size: int | None = typer.Option(None, help="tiles per forward pass"),
+    precision: str | None = typer.Option(None, help="auto, fp32, bf16 or fp16 (default: the run's)"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Predict images: <stem>_prob.tif, <stem>_labels.tif and <stem>_overlay.png per image."""
+    from bioseg.inference.files import predict_files
+
+    patch = [int(v) for v in patch_size.split(",")] if patch_size else None
+    written = predict_files(
+        run_dir,
+        inputs,
+        output,
+        progress=progress,
+        threshold=threshold,
+        patch_size=patch,
+        overlap=overlap,
+        batch_size=batch_size,
+        precision=precision,
+    )
+    typer.echo(f"wrote {len(written)} files to {output}")
+
+
+@app.command()
+def evaluate(
+    source: Path = typer.Argument(..., help="a run folder, or a folder of predicted label images"),
+    truth: Path | None = typer.Argument(None, help="folder of true masks (when SOURCE holds predictions)"),
+    split: str = typer.Option("test", help="split of the run's dataset: train, val or test"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="where metrics.json and per_image.csv go"),
+    classes: int | None = typer.Option(None, help="number of classes (folder mode)"),
+    mask_values: str | None = typer.Option(None, help="raw→class mapping of the true masks, e.g. 0:0,255:1"),
+    instances: bool = typer.Option(False, help="folder mode: score <stem>_instances.tif against instance masks"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Score predictions: metrics.json (per class and mean Dice, IoU, accuracy) and per_image.csv."""
+    from bioseg.evaluation import evaluate_folders, evaluate_run
+
+    if truth is None:
+        result = evaluate_run(source, split=split, out_dir=output, progress=progress)
+    else:
+        result = evaluate_folders(
+            source,
+            truth,
+            num_classes=classes,
+            mask_values=parse_mask_values(mask_values),
+            instances=instances,
+            out_dir=output,
+        )
+    s = result.scores
+    typer.echo(
+        f"{len(result.per_image)} images: Dice {s['dice_mean']:.4f}, IoU {s['iou_mean']:.4f}, "
+        f"accuracy {s['accuracy']:.4f}\nwrote {result.metrics_json} and {result.out_dir / 'per_image.csv'}"
+    )
+    if result.instances is not None:
+        row = next(r for r in result.instances["table"] if abs(r["threshold"] - 0.5) < 1e-6)
+        typer.echo(
+            f"objects: F1 {row['f1']:.4f} at IoU 0.5 ({row['tp']} matched of {row['n_true']} true, "
+            f"{row['n_pred']} predicted); see {result.out_dir / 'metrics_instances.json'}"
+        )
+
+
+@app.command()
+def instances(
+    inputs: list[Path] = typer.Argument(..., help="boundary probability maps (<stem>_prob.tif from predict)"),
+    output: Path = typer.Option(Path("instances"), "--output", "-o", help="output folder"),
+    mode: str = typer.Option("boundary", help="boundary: watershed + agglomeration; foreground: split blobs"),
+    channel: int = typer.Option(0, help="channel of the probability map to use"),
+    threshold: float = typer.Option(0.5, help="boundary (or foreground) probability cut"),
+    seed_method: str = typer.Option("h_maxima", help="h_maxima or min_distance"),
+    h: float = typer.Option(1.0, help="seed dynamic (h_maxima)"),
+    min_distance: int = typer.Option(3, help="voxels between seeds"),
+    agglomeration: str = typer.Option("average", help="average, multicut or none"),
+    merge_threshold: float = typer.Option(0.5, help="average linkage: merge below this boundary probability"),
+    beta: float = typer.Option(0.5, help="multicut boundary bias"),
+    min_size: int = typer.Option(0, help="objects smaller than this (voxels) are merged or removed"),
+    max_size: int | None = typer.Option(None, help="objects larger than this (voxels) are removed"),
+    spacing: str | None = typer.Option(None, help="voxel size, e.g. 2,1,1 (z,y,x)"),
+) -> None:
+    """Objects from probability maps: <stem>_instances.tif per input (2D or 3D)."""
+    from bioseg.postprocess.files import instances_from_files
+
+    written = instances_from_files(
+        inputs,
+        output,
+        mode=mode,
+        channel=channel,
+        threshold=threshold,
+        seed_method=seed_method,
+        h=h,
+        min_distance=min_distance,
+        agglomeration=agglomeration,
+        merge_threshold=merge_threshold,
+        beta=beta,
+        min_size=min_size,
+        max_size=max_size,
+        spacing=[float(v) for v in spacing.split(",")] if spacing else None,
+    )
+    typer.echo(f"wrote {len(written)} instance label images to {output}")
+
+
+@app.command("tune-instances")
+def tune_instances(
+    run_dir: Path = typer.Argument(..., help="run folder (…/fold_0) of a model that predicts objects"),
+    split: str = typer.Option("val", help="labelled split to tune on: train, val or test"),
+    iou: float = typer.Option(0.5, help="IoU at which F1 is compared"),
+    apply: bool = typer.Option(False, help="write the chosen values into the run's model (predict uses them)"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Choose post.instances (threshold, seeds, merging) for the best F1 on a labelled split."""
+    from bioseg.postprocess.tuning import tune_run
+
+    doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress)
+    for row in doc["tried"]:
+        values = "  ".join(f"{k} {row[k]:g}" for k in doc["chosen"])
+        mark = "  <- chosen" if all(row[k] == v for k, v in doc["chosen"].items()) else ""
+        scores = f"F1 {row['f1']:.3f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}"
+        typer.echo(f"{values}  {scores}{mark}")
+    chosen = " ".join(f"post.instances.{k}={v:g}" for k, v in doc["chosen"].items())
+    best = max(r["f1"] for r in doc["tried"])
+    done = "written into the run's model" if apply else "rerun with --apply to use them"
+    typer.echo(f"best F1@{iou:g} on {split} ({doc['images']} images): {best:.3f} with {chosen}; {done}")
