@@ -9,7 +9,7 @@ Datasets (from ../shared/datasets; each is skipped with a message where absent):
   (20 % test, 15 % of the rest for validation, seed 0); foreground (nucleus) Dice on the test images.
   The reference trains on train + validation.
 
-bioseg: the config ``bioseg init-config`` writes for the dataset (``bioseg.init_config.infer_config``), with
+bioseg: the config ``bioseg init-config`` writes for the dataset (``bioseg.workflows.init_config.infer_config``), with
 ISBI's membrane made the foreground class (``data.mask_values {0: 1, 255: 0}``), split files in a temporary
 folder, and ``train.max_time_minutes`` set to the budget with ``train.epochs`` large enough that the
 budget, not the epoch count, ends training (as it ends the reference's; the cosine schedule follows the
@@ -122,7 +122,7 @@ def scores(preds: list[np.ndarray], truths: list[np.ndarray]) -> dict[str, Any]:
 
 
 def bioseg_config(name: str, root: Path, splits: Path, runs: Path, minutes: float) -> dict[str, Any]:
-    from bioseg.init_config import infer_config
+    from bioseg.workflows.init_config import infer_config
 
     cfg = infer_config(root, name=name)
     cfg["output_dir"] = str(runs)

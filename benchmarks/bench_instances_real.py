@@ -21,7 +21,7 @@ bioseg, per dataset: ``infer_config`` on the (temporary) dataset folder, then th
 JSON (3D: a small U-Net, bf16, post-processing parameters in µm from the voxel size; DSB: bf16 only), and
 a wall-clock budget ``--minutes`` (``train.max_time_minutes``). The number of epochs is planned from a
 timed training step so that the cosine schedule ends near the budget; the time limit stops it where the
-machine is slower than planned. Scores come from ``bioseg.evaluation.evaluate_run`` on the test split, as
+machine is slower than planned. Scores come from ``bioseg.workflows.evaluate.evaluate_run`` on the test split, as
 ``bioseg evaluate`` computes them (objects pooled over the test images).
 
 Baseline, on the same test images: Gaussian smoothing, Otsu threshold, distance transform (µm in 3D),
@@ -334,7 +334,7 @@ def train_bioseg(
     from bioseg import config as config_mod
     from bioseg.data.splits import load_split
     from bioseg.engine.trainer import train
-    from bioseg.init_config import infer_config, write_config
+    from bioseg.workflows.init_config import infer_config, write_config
 
     raw = infer_config(data_dir, name=name)
     raw["output_dir"] = str(work / "runs")
@@ -390,10 +390,10 @@ def evaluate_bioseg(run_dir: Path, alt_modes: Sequence[str] = ()) -> dict[str, A
     from bioseg.data.head_targets import instance_labels
     from bioseg.data.layouts import discover
     from bioseg.data.splits import load_split
-    from bioseg.evaluation import evaluate_run
     from bioseg.inference.instances import predict_instances
     from bioseg.inference.predictor import Predictor
     from bioseg.metrics.instance import aggregate, dsb_average_precision, match_instances
+    from bioseg.workflows.evaluate import evaluate_run
 
     start = time.monotonic()
     result = evaluate_run(run_dir, split="test", progress=False)
@@ -432,7 +432,7 @@ def evaluate_bioseg(run_dir: Path, alt_modes: Sequence[str] = ()) -> dict[str, A
 def tune_bioseg(run_dir: Path, split: str) -> dict[str, Any]:
     """``bioseg tune-instances --apply`` on ``split``: the post-processing chosen on labelled training
     data, as the baseline's parameters are; the test images are scored afterwards."""
-    from bioseg.postprocess.tuning import tune_run
+    from bioseg.workflows.tune_instances import tune_run
 
     log(f"  bioseg: post.instances tuned on the {split} split (F1 at IoU 0.5)")
     doc = tune_run(run_dir, split=split, apply=True, progress=False)

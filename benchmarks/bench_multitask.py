@@ -60,7 +60,7 @@ def spans(epochs: list[int]) -> list[list[int]]:
 
 def summarise(run_dir: Path, scores: dict[str, float], wall_s: float) -> dict[str, Any]:
     from bioseg.demo_multitask import BARS, DEMO_MT_HEADS, best_values, freezing_events
-    from bioseg.engine.callbacks import read_metrics_csv
+    from bioseg.reports.history import read_metrics_csv
 
     history = read_metrics_csv(run_dir / "metrics.csv")
     heads = list(DEMO_MT_HEADS)

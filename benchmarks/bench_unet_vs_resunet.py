@@ -36,8 +36,8 @@ def main() -> int:
     from bioseg import config as config_mod
     from bioseg.data.layouts import discover
     from bioseg.data.splits import make_splits
-    from bioseg.init_config import infer_config
-    from bioseg.reports.compare import train_and_compare
+    from bioseg.workflows.compare import train_and_compare
+    from bioseg.workflows.init_config import infer_config
 
     with tempfile.TemporaryDirectory(prefix="bioseg-unet-resunet-") as tmp:
         work = args.keep or Path(tmp)

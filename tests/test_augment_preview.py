@@ -4,10 +4,11 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import yaml
-from conftest import run_cli
+from helpers import run_cli
 
-from bioseg.reports.augment_preview import GAP, augment_preview, grid_shape, tile_grid
+from bioseg.reports.augment_preview import GAP, grid_shape, tile_grid
 from bioseg.reports.charts import CLASS_COLOURS
+from bioseg.workflows.augment_preview import augment_preview
 
 
 def write_config(path, root, augment):

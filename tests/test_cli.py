@@ -10,7 +10,7 @@ import pytest
 import tifffile
 import torch
 import yaml
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 
 from bioseg.io import write_png
 

@@ -7,12 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 
 from bioseg.config import parse_overrides
 from bioseg.data.layouts import discover
 from bioseg.data.splits import make_splits
-from bioseg.reports.compare import compare_runs, summarise
+from bioseg.reports.comparison_charts import summarise
+from bioseg.workflows.compare import compare_runs
 
 
 def tiny_yaml(path, root, name, **extra):

@@ -5,10 +5,10 @@ import csv
 import numpy as np
 import pytest
 import tifffile
-from conftest import dataset_dir, run_cli
+from helpers import dataset_dir, run_cli
 
-from bioseg.data.crop import crop_dataset, find_objects, grid_boxes, negative_boxes, object_boxes, window_sums
 from bioseg.io import read_image, read_mask, write_tiff
+from bioseg.workflows.crop import crop_dataset, find_objects, grid_boxes, negative_boxes, object_boxes, window_sums
 
 
 def field_with_discs(shape=(90, 110), centres=((20, 25), (45, 60), (70, 30), (12, 100)), radius=6):

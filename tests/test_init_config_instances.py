@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bioseg.data.synthetic3d import write_cells_3d_dataset
-from bioseg.init_config import infer_config
 from bioseg.io import write_png, write_tiff
+from bioseg.workflows.init_config import infer_config
 
 
 def test_volumes_get_boundary_heads_and_lengths_in_voxels(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import run_cli
+from helpers import run_cli
 from skimage.segmentation import find_boundaries
 
 import bioseg
@@ -14,7 +14,7 @@ from bioseg import config
 from bioseg.data.head_targets import make_head_targets
 from bioseg.errors import BiosegError
 from bioseg.io import write_tiff
-from bioseg.postprocess.tuning import tune_run
+from bioseg.workflows.tune_instances import tune_run
 
 TINY_3D = [
     "train.epochs=1",
@@ -131,7 +131,7 @@ def test_patch_set_is_written_once_and_trained_on(volumes, tmp_path):
 
 
 def test_fine_tuning_a_one_channel_run_on_two_channel_images(cells_dir, tmp_path):
-    from conftest import TINY
+    from helpers import TINY
 
     first = bioseg.train(
         {"name": "one", "output_dir": str(tmp_path), "data": {"root": str(cells_dir)}}, overrides=TINY, progress=False

@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 
-from bioseg.engine.lr_find import apply_lr, smooth, suggest_lr
+from bioseg.workflows.lr_find import apply_lr, smooth, suggest_lr
 
 
 def test_smooth_is_centred_and_keeps_lines():

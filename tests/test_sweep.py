@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 
-from bioseg.engine.sweep import class_recall, parse_sweep, sweep_axis
 from bioseg.errors import BiosegError
 from bioseg.io import read_mask
+from bioseg.reports.sweep_charts import sweep_axis
+from bioseg.workflows.sweep import class_recall, parse_sweep
 
 KEY = "loss.0.class_weights"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, dataset_dir, run_cli
+from helpers import TINY, dataset_dir, run_cli
 
 import bioseg
 from bioseg.engine.module import warmup_then

@@ -8,7 +8,7 @@ from bioseg import config
 from bioseg.errors import BiosegError
 from bioseg.inference.instances import predict_instances
 from bioseg.metrics.instance import match_instances
-from bioseg.postprocess.tuning import default_grid, tune_instances
+from bioseg.workflows.tune_instances import default_grid, tune_instances
 
 HEADS = {
     "foreground": {"type": "binary", "target": "foreground"},

@@ -94,7 +94,7 @@ def init_config(
     force: bool = typer.Option(False, help="overwrite an existing config file"),
 ) -> None:
     """Write a commented YAML config inferred from the data."""
-    from bioseg.init_config import infer_config, write_config
+    from bioseg.workflows.init_config import infer_config, write_config
 
     if output.exists() and not force:
         raise BiosegError(f"{output} exists; pass --force to overwrite it or -o to write elsewhere")
@@ -128,7 +128,7 @@ def crop(
     seed: int = typer.Option(0, help="random seed for the negative crops"),
 ) -> None:
     """Cut training subimages from large fields: a dataset in the pairs layout, ready for 'bioseg check'."""
-    from bioseg.data.crop import crop_dataset
+    from bioseg.workflows.crop import crop_dataset
 
     result = crop_dataset(
         images,

@@ -54,7 +54,7 @@ def evaluate(
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Score predictions: metrics.json (per class and mean Dice, IoU, accuracy) and per_image.csv."""
-    from bioseg.evaluation import evaluate_folders, evaluate_run
+    from bioseg.workflows.evaluate import evaluate_folders, evaluate_run
 
     if truth is None:
         result = evaluate_run(source, split=split, out_dir=output, progress=progress)
@@ -128,7 +128,7 @@ def tune_instances(
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Choose post.instances (threshold, seeds, merging) for the best F1 on a labelled split."""
-    from bioseg.postprocess.tuning import tune_run
+    from bioseg.workflows.tune_instances import tune_run
 
     doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress)
     for row in doc["tried"]:

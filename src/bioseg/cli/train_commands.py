@@ -46,7 +46,7 @@ def lr_find(
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Learning-rate range test: the loss-vs-rate chart and a suggested optim.lr."""
-    from bioseg.engine.lr_find import apply_lr, find_lr
+    from bioseg.workflows.lr_find import apply_lr, find_lr
 
     out = output or config.with_name(f"{config.stem}_lr_find.png")
     result = find_lr(
@@ -75,7 +75,7 @@ def augment_preview(
     overrides: list[str] = typer.Option([], "--set", help="override a key, e.g. --set augment.0.p=1"),
 ) -> None:
     """A grid of training patches after the config's augmentations, with their masks outlined."""
-    from bioseg.reports.augment_preview import augment_preview as make_preview
+    from bioseg.workflows.augment_preview import augment_preview as make_preview
 
     result = make_preview(config, n, output, overrides=overrides, seed=seed, cols=cols, head=head)
     typer.echo(f"wrote {result.path}: {result.n} augmented patches, {result.rows}×{result.cols} grid")
@@ -93,7 +93,7 @@ def compare(
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """Compare finished runs on one test split: comparison.csv/.md, test_scores.png, validation_curves.png."""
-    from bioseg.reports.compare import compare_runs, train_and_compare
+    from bioseg.workflows.compare import compare_runs, train_and_compare
 
     if train:
         if split != "test" or any_split:
@@ -127,8 +127,8 @@ def sweep(
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """Train one run per value of a config key; chart per-class test accuracy against the value."""
-    from bioseg.engine.sweep import parse_sweep
-    from bioseg.engine.sweep import sweep as run_sweep
+    from bioseg.workflows.sweep import parse_sweep
+    from bioseg.workflows.sweep import sweep as run_sweep
 
     key, values = parse_sweep(sweep_set)
     result = run_sweep(config, key, values, output, overrides=fixed, fold=fold, reuse=reuse, progress=progress)

@@ -5,7 +5,7 @@ Every section maps one to one onto the keyword arguments of the component it con
 Python API needs no YAML. Unknown keys are errors that name the closest valid key.
 """
 
-from bioseg.config.loading import dump, from_dict, load, parse_overrides, to_dict
+from bioseg.config.loading import as_experiment, dump, from_dict, load, parse_overrides, to_dict
 from bioseg.config.schema import (
     AugmentStep,
     BoundaryOptions,
@@ -46,6 +46,7 @@ __all__ = [
     "Section",
     "TrainConfig",
     "WeightMapOptions",
+    "as_experiment",
     "default_augment",
     "default_loss",
     "dump",

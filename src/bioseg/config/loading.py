@@ -162,3 +162,12 @@ def to_dict(cfg: Experiment) -> dict[str, Any]:
 def dump(cfg: Experiment, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def as_experiment(config: Experiment | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> Experiment:
+    """An experiment from a validated one, a dict or a YAML path, with ``--set`` overrides applied."""
+    if isinstance(config, Experiment):
+        return from_dict(to_dict(config), overrides=overrides) if overrides else config
+    if isinstance(config, dict):
+        return from_dict(config, overrides=overrides)
+    return load(config, overrides=overrides)

@@ -71,3 +71,15 @@ def make_head_targets(
                 spacing=spacing,
             ).astype(np.float32, copy=False)
     return targets, weights
+
+
+def class_names(cfg: Experiment, head: str) -> list[str]:
+    """Names of a head's classes: the data's class names for a mask head, else generic ones."""
+    h = cfg.heads[head]
+    if h.target == "mask" and len(cfg.data.classes) == h.classes:
+        return list(cfg.data.classes)
+    if h.target == "three_class":
+        return ["background", "interior", "boundary"]
+    if h.target in ("foreground", "boundary") or (h.target == "mask" and h.classes == 2):
+        return ["background", h.target if h.target != "mask" else "foreground"]
+    return [f"class_{i}" for i in range(h.classes)]

@@ -20,12 +20,11 @@ Hidden files, files that are not images, sub-folders of ``images/``/``masks/`` a
 from __future__ import annotations
 
 import csv as csv_module
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from bioseg.data.layouts_multitask import discover_multitask, discover_zarr, is_multitask, is_zarr_collection
+from bioseg.data.samples import DatasetIndex, Sample, image_files, natural_key, visible_entries
 from bioseg.errors import BiosegError
 from bioseg.io.images import IMAGE_SUFFIXES
 
@@ -38,61 +37,7 @@ LAYOUTS_HELP = (
 )
 PRESPLIT_PARTS = ("train", "val", "test")
 
-
-@dataclass(frozen=True)
-class Sample:
-    """One image and its mask (``None`` when it has none); ``name`` is unique in its dataset.
-
-    ``masks`` maps head names to their own mask files (multitask and zarr layouts); a head that is
-    absent there has no mask for this sample.
-    """
-
-    name: str
-    image: Path
-    mask: Path | None
-    masks: dict[str, Path] = field(default_factory=dict, hash=False, compare=False)
-
-
-@dataclass
-class DatasetIndex:
-    """The samples found under ``root``, sorted by name (numbers in names sort as numbers).
-
-    ``presplit`` holds the train/val/test names of an ``xy`` dataset (parts that are absent are
-    empty lists), ``None`` for the other layouts. ``problems`` lists what did not pair up.
-    """
-
-    root: Path
-    layout: str
-    samples: list[Sample]
-    presplit: dict[str, list[str]] | None = None
-    problems: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    @property
-    def names(self) -> list[str]:
-        return [s.name for s in self.samples]
-
-    def sample(self, name: str) -> Sample:
-        for s in self.samples:
-            if s.name == name:
-                return s
-        raise BiosegError(f"sample '{name}' is not in the dataset {self.root}")
-
-    def display(self, path: Path | None) -> str:
-        """``path`` relative to ``root`` when it lies inside (``masks/7.png``), else as it is."""
-        if path is None:
-            return "-"
-        try:
-            return Path(path).relative_to(self.root).as_posix()
-        except ValueError:
-            return str(path)
-
-
-def natural_key(text: str) -> list[int | str]:
-    """Sort key under which ``img2`` comes before ``img10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+__all__ = ["LAYOUTS_HELP", "DatasetIndex", "Sample", "discover", "natural_key"]
 
 
 def discover(
@@ -140,25 +85,13 @@ def _detect(root: Path, csv: str | Path | None) -> str:
             return "zarr"
         if len(_csv_files(root)) == 1:
             return "csv"
-    found = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in _visible(root))[:8]) or "nothing"
+    found = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in visible_entries(root))[:8]) or "nothing"
     where = f"{root} holds {found}" if root.is_dir() else f"{root} is not a folder or a .csv file"
     raise BiosegError(f"no dataset layout recognised: {where}; {LAYOUTS_HELP}")
 
 
-def _visible(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "splits"]
-
-
 def _csv_files(folder: Path) -> list[Path]:
-    return [p for p in _visible(folder) if p.is_file() and p.suffix.lower() == ".csv"]
-
-
-def _image_files(folder: Path) -> list[Path]:
-    """Visible image files directly inside ``folder``, by natural order of their names."""
-    files = [p for p in _visible(folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files, key=lambda p: natural_key(p.name))
+    return [p for p in visible_entries(folder) if p.is_file() and p.suffix.lower() == ".csv"]
 
 
 def _by_stem(files: list[Path], label: str, problems: list[str]) -> dict[str, Path]:
@@ -181,27 +114,27 @@ def _pair_folders(
 ) -> tuple[list[Sample], list[str]]:
     """Pair the image files of two folders by stem (or, when ``by_order``, in sorted order)."""
     problems: list[str] = []
-    image_files = _image_files(images_dir)
-    mask_files = _image_files(masks_dir) if masks_dir.is_dir() else []
-    if not image_files:
+    image_list = image_files(images_dir)
+    mask_files = image_files(masks_dir) if masks_dir.is_dir() else []
+    if not image_list:
         problems.append(f"{label_x}/ holds no image files ({', '.join(IMAGE_SUFFIXES)}): add images there")
     if not masks_dir.is_dir():
         problems.append(
             f"{label_y}/ does not exist: add a mask for each image of {label_x}/ there "
             "(same file name, any image suffix)"
         )
-        return [Sample(prefix + f.stem, f, None) for f in image_files], problems
+        return [Sample(prefix + f.stem, f, None) for f in image_list], problems
 
-    images = _by_stem(image_files, label_x, problems)
+    images = _by_stem(image_list, label_x, problems)
     masks = _by_stem(mask_files, label_y, problems)
-    if by_order and set(images) != set(masks) and len(image_files) == len(mask_files):
+    if by_order and set(images) != set(masks) and len(image_list) == len(mask_files):
         # BiaPy pairs x/ and y/ in sorted order whatever the names are
-        pairs = zip(image_files, mask_files, strict=True)
+        pairs = zip(image_list, mask_files, strict=True)
         unique = [(x, y) for x, y in pairs if x.stem in images]  # a shared stem is already a problem
         return [Sample(prefix + x.stem, x, y) for x, y in unique], problems
     if by_order and set(images) != set(masks):
         problems.append(
-            f"{label_x}/ has {len(image_files)} images but {label_y}/ has {len(mask_files)} masks: "
+            f"{label_x}/ has {len(image_list)} images but {label_y}/ has {len(mask_files)} masks: "
             "x and y pair in sorted order, so they must hold as many files (or the same names)"
         )
     samples = []

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bioseg.data.samples import DatasetIndex, Sample, image_files, natural_key
 from bioseg.errors import BiosegError
-from bioseg.io.images import IMAGE_SUFFIXES
 
 PARTS = ("train", "val", "test")
 
 
-def _image_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-
-
 def _mask_for(head_dir: Path, stem: str) -> Path | None:
     head = head_dir.name
-    for candidate in _image_files(head_dir):
+    for candidate in image_files(head_dir):
         if candidate.stem in (f"{stem}_seg_{head}", stem):
             return candidate
     return None
@@ -38,16 +32,14 @@ def is_zarr_collection(root: Path) -> bool:
     return any(root.glob("*.zarr")) or any(any((root / part).glob("*.zarr")) for part in PARTS)
 
 
-def discover_multitask(root: Path):
-    from bioseg.data.layouts import DatasetIndex, Sample, natural_key
-
+def discover_multitask(root: Path) -> DatasetIndex:
     samples, problems, presplit = [], [], {}
     heads = sorted({d.name for part in PARTS for d in (root / part / "masks").glob("*") if d.is_dir()})
     if not heads:
         raise BiosegError(f"{root} has no masks/<head>/ folders; the multitask layout needs one folder per head")
     for part in PARTS:
         names = []
-        for image in _image_files(root / part / "images"):
+        for image in image_files(root / part / "images"):
             masks = {}
             for head in heads:
                 found = _mask_for(root / part / "masks" / head, image.stem)
@@ -62,9 +54,7 @@ def discover_multitask(root: Path):
     return DatasetIndex(root=root, layout="multitask", samples=samples, presplit=presplit, problems=problems)
 
 
-def discover_zarr(root: Path):
-    from bioseg.data.layouts import DatasetIndex, Sample, natural_key
-
+def discover_zarr(root: Path) -> DatasetIndex:
     samples, presplit = [], {}
     parts = [p for p in PARTS if any((root / p).glob("*.zarr"))]
     for part in parts or [""]:

@@ -12,38 +12,13 @@ import torch
 
 from bioseg.config import Experiment, HeadConfig
 from bioseg.data.augment import build_augmentation
+from bioseg.data.head_targets import class_names
 from bioseg.errors import BiosegError
 from bioseg.inference.heads import activate, to_labels
 from bioseg.inference.tiling import sliding_window
 from bioseg.losses import build_loss
 from bioseg.metrics import confusion_matrix, scores_from_confusion
-from bioseg.nn import create_model
-from bioseg.nn.factory import model_options
-
-
-def build_network(cfg: Experiment, for_training: bool = True) -> torch.nn.Module:
-    """The configured network with the model section's options that this model takes. An option changed
-    from its default that the model does not take is an error (it would silently do nothing). Rebuilt for
-    prediction, it loads no encoder file: its weights come from the run folder."""
-    m = cfg.model
-    accepted = set(model_options(m.name))
-    values = m.model_dump(exclude={"name", "spatial_dims", "init_from"})
-    defaults = type(m)().model_dump()
-    unused = sorted(k for k, v in values.items() if k not in accepted and v != defaults[k])
-    if unused:
-        raise BiosegError(
-            f"model '{m.name}' does not use model.{unused[0]}; its options are {', '.join(sorted(accepted))}"
-        )
-    options = {k: v for k, v in values.items() if k in accepted and v is not None}  # None: the model's default
-    if not for_training:
-        options.pop("encoder_weights", None)
-    return create_model(
-        m.name,
-        spatial_dims=m.spatial_dims,
-        in_channels=cfg.data.in_channels,
-        heads={name: head.out_channels for name, head in cfg.heads.items()},
-        **{k: (str(v) if k == "encoder_weights" and v is not None else v) for k, v in options.items()},
-    )
+from bioseg.nn.bundle import build_network
 
 
 def loss_target(target: torch.Tensor, head: HeadConfig) -> torch.Tensor:
@@ -56,18 +31,6 @@ def batch_targets(batch: dict[str, torch.Tensor], heads: dict[str, HeadConfig]):
     targets = {name: loss_target(batch[f"target/{name}"], head) for name, head in heads.items()}
     weights = {name: batch[f"weight/{name}"].float() for name in heads if f"weight/{name}" in batch}
     return targets, weights or None
-
-
-def class_names(cfg: Experiment, head: str) -> list[str]:
-    """Names of a head's classes: the data's class names for a mask head, else generic ones."""
-    h = cfg.heads[head]
-    if h.target == "mask" and len(cfg.data.classes) == h.classes:
-        return list(cfg.data.classes)
-    if h.target == "three_class":
-        return ["background", "interior", "boundary"]
-    if h.target in ("foreground", "boundary") or (h.target == "mask" and h.classes == 2):
-        return ["background", h.target if h.target != "mask" else "foreground"]
-    return [f"class_{i}" for i in range(h.classes)]
 
 
 class SegmentationModule(L.LightningModule):

@@ -13,15 +13,14 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from bioseg import config as config_mod
-from bioseg.config import Experiment
+from bioseg.config import Experiment, as_experiment
+from bioseg.data.checked import checked_data
 from bioseg.data.datamodule import SegmentationDataModule
-from bioseg.data.layouts import discover
-from bioseg.data.splits import split_for
-from bioseg.data.validate import check_dataset
-from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts, read_metrics_csv
+from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts
 from bioseg.engine.module import SegmentationModule
-from bioseg.engine.run_folder import export_model
 from bioseg.errors import BiosegError
+from bioseg.nn.bundle import save_model
+from bioseg.reports.history import read_metrics_csv
 
 
 @dataclass
@@ -36,35 +35,6 @@ class TrainResult:
     @property
     def model_dir(self) -> Path:
         return self.run_dir / "model"
-
-
-def as_experiment(config: Experiment | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> Experiment:
-    if isinstance(config, Experiment):
-        return config_mod.from_dict(config_mod.to_dict(config), overrides=overrides) if overrides else config
-    if isinstance(config, dict):
-        return config_mod.from_dict(config, overrides=overrides)
-    return config_mod.load(config, overrides=overrides)
-
-
-def checked_data(cfg: Experiment):
-    """Discover and validate the dataset; every problem stops training before the first step."""
-    d = cfg.data
-    index = discover(d.root, d.layout, d.csv)
-    semantic = d.labels == "semantic"  # instance ids are not class indices: only structure is checked
-    report = check_dataset(
-        index,
-        num_classes=d.num_classes if semantic else None,
-        mask_values=d.mask_values if semantic else None,
-        spatial_dims=cfg.model.spatial_dims,
-        axes=d.axes,
-    )
-    if not report.ok:
-        listing = "\n".join(f"  - {p}" for p in report.problems)
-        raise BiosegError(
-            f"{d.root} has {len(report.problems)} problem(s); fix them (see 'bioseg check {d.root}'):\n{listing}"
-        )
-    split = split_for(index, d.splits_dir, d.fold)
-    return index, split
 
 
 def train(
@@ -108,7 +78,7 @@ def train(
     if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-    export_model(module.net, cfg, run_dir)
+    save_model(module.net, cfg, run_dir)
     write_snapshots(cfg, run_dir, datamodule)
     score = checkpoint.best_model_score
     return TrainResult(

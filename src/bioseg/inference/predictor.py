@@ -14,12 +14,11 @@ import torch
 from bioseg.config import Experiment
 from bioseg.data.dataset import prepare_image, read_input
 from bioseg.data.resize import fit_to_square, plan_fit, restore
-from bioseg.engine.module import build_network
-from bioseg.engine.run_folder import WEIGHTS, find_model_dir, load_weights, read_meta
 from bioseg.errors import BiosegError
 from bioseg.inference.heads import activate, to_labels
 from bioseg.inference.tiling import sliding_window
 from bioseg.nn.blocks import ConvBlock
+from bioseg.nn.bundle import ModelBundle
 from bioseg.postprocess.semantic import clean_labels
 
 
@@ -111,6 +110,7 @@ class Predictor:
 
     def __init__(self, net: torch.nn.Module, cfg: Experiment, device: str | torch.device = "cpu", **infer: Any) -> None:
         self.cfg = cfg
+        self.bundle: ModelBundle | None = None  # the model folder it was read from, if any
         unknown = set(infer) - set(cfg.infer.model_fields)
         if unknown:
             raise BiosegError(f"unknown inference option(s) {sorted(unknown)}; valid: {sorted(cfg.infer.model_fields)}")
@@ -124,12 +124,14 @@ class Predictor:
 
     @classmethod
     def from_run(cls, path: str | Path, device: str | torch.device = "cpu", **infer: Any) -> Predictor:
-        model_dir = find_model_dir(path)
-        meta = read_meta(model_dir)
-        cfg = Experiment.model_validate(meta["experiment"])
-        net = build_network(cfg, for_training=False)
-        load_weights(net, model_dir / WEIGHTS)
-        return cls(net, cfg, device=device, **infer)
+        """The predictor of a run folder, its ``model/`` folder or an experiment folder with one fold."""
+        return cls.from_bundle(ModelBundle.load(path), device=device, **infer)
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle, device: str | torch.device = "cpu", **infer: Any) -> Predictor:
+        predictor = cls(bundle.net, bundle.cfg, device=device, **infer)
+        predictor.bundle = bundle
+        return predictor
 
     @property
     def spatial_dims(self) -> int:

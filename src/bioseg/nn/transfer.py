@@ -20,10 +20,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from bioseg.errors import BiosegError
+from bioseg.nn.bundle import MODEL_DIR as _MODEL_DIR
+from bioseg.nn.bundle import WEIGHTS as _WEIGHTS
 from bioseg.nn.unet import UNet
 
-_MODEL_DIR = "model"  # the run folder's layout (bioseg.engine.run_folder), repeated to keep nn free of engine
-_WEIGHTS = "weights.safetensors"
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 NOT_IN_MODEL = "not in the model"

@@ -70,7 +70,7 @@ def _as_float(value: Any) -> float:
     return out if math.isfinite(out) else math.nan
 
 
-def _new_figure(figsize: tuple[float, float]):
+def new_figure(figsize: tuple[float, float]):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -113,7 +113,7 @@ def plot_training_curves(rows: Sequence[dict[str, float]], out_dir: str | Path) 
         claimed.update(chosen)
         if not chosen:
             continue
-        fig = _new_figure((6.0, 4.0))
+        fig = new_figure((6.0, 4.0))
         ax = fig.add_subplot()
         for key in chosen:
             x, y = series[key]
@@ -302,7 +302,7 @@ def save_snapshot(
     }
     ny, nx = lab_true.shape
     panel_w = 4.0
-    fig = _new_figure((3 * panel_w, panel_w * ny / nx + (0.8 if title else 0.4)))
+    fig = new_figure((3 * panel_w, panel_w * ny / nx + (0.8 if title else 0.4)))
     for i, (name, rgb) in enumerate(panels.items(), start=1):
         ax = fig.add_subplot(1, 3, i)
         ax.imshow(rgb, interpolation="nearest")

@@ -16,7 +16,7 @@ import numpy as np
 
 from bioseg.errors import BiosegError
 from bioseg.metrics.instance import InstanceScores
-from bioseg.reports.charts import _new_figure
+from bioseg.reports.charts import new_figure
 
 __all__ = ["plot_f1_by_size", "plot_f1_vs_iou"]
 
@@ -101,7 +101,7 @@ def plot_f1_vs_iou(
         raise BiosegError(
             "scores_by_name must be a non-empty dict of method name -> scores, e.g. {'bioseg': scores}"
         )
-    fig = _new_figure((6.0, 4.0))
+    fig = new_figure((6.0, 4.0))
     ax = fig.add_subplot()
     for name, scores in scores_by_name.items():
         cols = _columns(scores, str(name))
@@ -140,7 +140,7 @@ def plot_f1_by_size(
     if not rows:
         raise BiosegError("there are no size bins to plot: the truth has no objects")
     hit = np.flatnonzero(np.isclose(thresholds, threshold, rtol=0, atol=1e-9))
-    fig = _new_figure((10.0, 4.0) if hit.size else (6.0, 4.0))
+    fig = new_figure((10.0, 4.0) if hit.size else (6.0, 4.0))
     ax = fig.add_subplot(1, 2 if hit.size else 1, 1)
     labels = []
     for r in rows:

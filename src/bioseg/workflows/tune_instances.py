@@ -8,6 +8,7 @@ probability maps are predicted once; each grid point only reruns the post-proces
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ from typing import Any
 import numpy as np
 
 from bioseg.config import Experiment
+from bioseg.data.head_targets import instance_labels
 from bioseg.errors import BiosegError
+from bioseg.inference.instances import predict_instances
+from bioseg.inference.predictor import Predictor
+from bioseg.metrics.instance import aggregate, match_instances
+from bioseg.workflows.split_predictions import predict_split, split_samples
 
 __all__ = ["default_grid", "tune_instances", "tune_run"]
 
@@ -67,9 +73,6 @@ def tune_instances(
         ``(best, tried)``: ``best`` maps each grid parameter to its chosen value; ``tried`` lists every
         point with ``f1``, ``precision``, ``recall``, ``n_pred`` (ties go to the earlier point).
     """
-    from bioseg.inference.instances import predict_instances
-    from bioseg.metrics.instance import aggregate, match_instances
-
     if len(probabilities) != len(truths) or not truths:
         raise BiosegError(
             f"got {len(probabilities)} probability maps and {len(truths)} label images; "
@@ -111,44 +114,28 @@ def tune_run(
     point tried); with ``apply`` the chosen values also go into the run's model description, so that
     ``predict`` and ``evaluate`` use them from then on. Returns that document.
     """
-    import json
-
-    from tqdm.auto import tqdm
-
-    from bioseg.data.dataset import read_head_masks, read_input, voxel_spacing
-    from bioseg.data.head_targets import instance_labels
-    from bioseg.data.layouts import discover
-    from bioseg.data.splits import split_for
-    from bioseg.engine.run_folder import META, find_model_dir, read_meta
-    from bioseg.inference.predictor import Predictor
-
-    model_dir = find_model_dir(run)
-    predictor = Predictor.from_run(model_dir)
-    cfg, d = predictor.cfg, predictor.cfg.data
+    predictor = Predictor.from_run(run)
+    cfg = predictor.cfg
     if cfg.post.instances.mode == "off":
         raise BiosegError(f"{run} predicts no objects (post.instances.mode is off); nothing to tune")
-    index = discover(d.root, d.layout, d.csv)
-    names = split_for(index, d.splits_dir, d.fold).get(split)
-    if not names:
-        raise BiosegError(f"split '{split}' of fold {d.fold} is empty; choose one of train, val, test")
-    by_name = {s.name: s for s in index.samples}
+    samples = split_samples(cfg, split)
     probabilities, truths, spacings = [], [], []
-    for name in tqdm(names, desc=f"predicting {split}", disable=not progress):
-        sample = by_name[name]
-        raw = read_input(sample.image, d, cfg.model.spatial_dims)
-        probabilities.append(predictor.predict(raw, name=str(sample.image)).probabilities)
-        mask = read_head_masks(sample, cfg)
-        if isinstance(mask, dict):  # multitask / zarr layouts: a mask per head, none of them object ids
-            raise BiosegError(f"{sample.image} has a mask per head; tuning objects needs one instance mask per image")
-        truths.append(instance_labels(mask, d.labels))
-        spacings.append(voxel_spacing(sample.image, cfg))
+    for item in predict_split(predictor, samples, f"predicting {split}", progress):
+        if isinstance(item.mask, dict):  # multitask / zarr layouts: a mask per head, none of them object ids
+            raise BiosegError(
+                f"{item.sample.image} has a mask per head; tuning objects needs one instance mask per image"
+            )
+        probabilities.append(item.prediction.probabilities)
+        truths.append(instance_labels(item.mask, cfg.data.labels))
+        spacings.append(item.spacing)
     before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg, spacings[0]))}
     best, tried = tune_instances(probabilities, truths, cfg, spacings, grid, iou)
-    doc = {"split": split, "images": len(names), "iou": iou, "configured": before, "chosen": best,
+    doc = {"split": split, "images": len(samples), "iou": iou, "configured": before, "chosen": best,
            "applied": apply, "tried": tried}  # fmt: skip
-    if apply:
-        meta = read_meta(model_dir)
-        meta["experiment"]["post"]["instances"].update(best)
-        (model_dir / META).write_text(json.dumps(meta, indent=2))
-    (model_dir.parent / "instances_tuning.json").write_text(json.dumps(doc, indent=2))
+    if apply:  # model.json rewritten whole: its summary follows the experiment
+        tuned = cfg.model_copy(deep=True)
+        for key, value in best.items():
+            setattr(tuned.post.instances, key, value)
+        predictor.bundle.update_experiment(tuned)
+    (predictor.bundle.run_dir / "instances_tuning.json").write_text(json.dumps(doc, indent=2))
     return doc

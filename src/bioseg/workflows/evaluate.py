@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from tqdm.auto import tqdm
 
 from bioseg.config import Experiment
-from bioseg.data.layouts import Sample, discover
+from bioseg.data.layouts import Sample
 from bioseg.data.preprocess import map_mask
-from bioseg.data.splits import split_for
 from bioseg.errors import BiosegError
+from bioseg.inference.predictor import Predictor
 from bioseg.io import IMAGE_SUFFIXES, read_mask
 from bioseg.metrics import confusion_matrix, scores_from_confusion
+from bioseg.workflows.split_predictions import output_stem, predict_split, split_samples
 
 
 @dataclass
@@ -101,41 +101,28 @@ def evaluate_run(
     run: str | Path, split: str = "test", out_dir: str | Path | None = None, progress: bool = True, **infer
 ) -> EvalResult:
     """Predict the run's ``split`` (train/val/test of its fold) and score it against the masks."""
-    from bioseg.data.dataset import read_head_masks, read_input, voxel_spacing
-    from bioseg.data.head_targets import instance_labels, make_head_targets
-    from bioseg.engine.module import class_names
-    from bioseg.engine.run_folder import find_model_dir
+    from bioseg.data.head_targets import class_names, instance_labels, make_head_targets
     from bioseg.inference.files import write_prediction
     from bioseg.inference.instances import predict_instances
-    from bioseg.inference.predictor import Predictor
     from bioseg.metrics.instance import match_instances
 
     predictor = Predictor.from_run(run, **infer)
     cfg = predictor.cfg
-    d = cfg.data
-    index = discover(d.root, d.layout, d.csv)
-    names = split_for(index, d.splits_dir, d.fold).get(split)
-    if not names:
-        raise BiosegError(f"split '{split}' of fold {d.fold} is empty; choose one of train, val, test")
-    by_name = {s.name: s for s in index.samples}
-    _check_head_masks([by_name[n] for n in names], cfg, split)
+    samples = split_samples(cfg, split)
+    _check_head_masks(samples, cfg, split)
     heads = {name: _Accumulator(h.classes, class_names(cfg, name)) for name, h in cfg.heads.items()}
-    run_dir = find_model_dir(run).parent
+    run_dir = predictor.bundle.run_dir
     out = Path(out_dir) if out_dir else run_dir / "predictions" / split
     instance_scores = []
-    for name in tqdm(names, desc=f"evaluating {split}", disable=not progress):
-        sample = by_name[name]
-        raw = read_input(sample.image, d, cfg.model.spatial_dims)
-        prediction = predictor.predict(raw, name=str(sample.image))
-        mask = read_head_masks(sample, cfg)  # one mask, or one per head (multitask, zarr)
-        targets, _ = make_head_targets(mask, cfg, with_weights=False)
+    for item in predict_split(predictor, samples, f"evaluating {split}", progress):
+        targets, _ = make_head_targets(item.mask, cfg, with_weights=False)
         for head, acc in heads.items():
-            acc.add(name, prediction.labels[head], targets[head])
-        instances = predict_instances(prediction.probabilities, cfg, voxel_spacing(sample.image, cfg))
-        if instances is not None and not isinstance(mask, dict):
-            instance_scores.append(match_instances(instances, instance_labels(mask, d.labels)))
-        write_prediction(out, Path(name).name, raw, prediction, predictor, instances)
-    return _write(out, heads, {"run": str(run_dir), "split": split, "fold": d.fold}, instance_scores)
+            acc.add(item.name, item.prediction.labels[head], targets[head])
+        instances = predict_instances(item.prediction.probabilities, cfg, item.spacing)
+        if instances is not None and not isinstance(item.mask, dict):
+            instance_scores.append(match_instances(instances, instance_labels(item.mask, cfg.data.labels)))
+        write_prediction(out, output_stem(item), item.raw, item.prediction, predictor, instances)
+    return _write(out, heads, {"run": str(run_dir), "split": split, "fold": cfg.data.fold}, instance_scores)
 
 
 def _check_head_masks(samples: list[Sample], cfg: Experiment, split: str) -> None:

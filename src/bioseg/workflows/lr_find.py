@@ -22,8 +22,9 @@ import yaml
 from bioseg import config as config_mod
 from bioseg.config import Experiment
 from bioseg.errors import BiosegError
+from bioseg.reports.lr_chart import plot_lr_find
 
-__all__ = ["LRFindResult", "apply_lr", "find_lr", "plot_lr_find", "smooth", "suggest_lr"]
+__all__ = ["LRFindResult", "apply_lr", "find_lr", "smooth", "suggest_lr"]
 
 
 @dataclass
@@ -119,8 +120,10 @@ def find_lr(
     import lightning as L
     from lightning.pytorch.tuner import Tuner
 
+    from bioseg.config import as_experiment
+    from bioseg.data.checked import checked_data
     from bioseg.data.datamodule import SegmentationDataModule
-    from bioseg.engine.trainer import as_experiment, checked_data, resolve_precision
+    from bioseg.engine.trainer import resolve_precision
 
     if not 0 < min_lr < max_lr:
         raise BiosegError(f"the range {min_lr:g}..{max_lr:g} is empty; expected 0 < min_lr < max_lr")
@@ -196,42 +199,6 @@ def _per_step(losses: list[float], accumulate: int) -> list[float]:
     return [sum(losses[i * accumulate : (i + 1) * accumulate]) / accumulate for i in range(n)]
 
 
-def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
-    """Loss against learning rate (log axis), the suggestion marked, the config's current rate dashed."""
-    from bioseg.reports.charts import _new_figure
-
-    pts = [(lr, loss) for lr, loss in zip(result.lrs, result.losses, strict=True) if math.isfinite(loss)]
-    fig = _new_figure((6.4, 4.2))
-    ax = fig.add_subplot()
-    if result.raw_losses:
-        raw = [(lr, v) for lr, v in zip(result.lrs, result.raw_losses, strict=True) if math.isfinite(v)]
-        ax.plot([p[0] for p in raw], [p[1] for p in raw], ".", color="tab:blue", alpha=0.3, ms=4, label="loss per step")
-    if pts:
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", lw=1.8, label="loss (smoothed)")
-        lows = sorted(p[1] for p in pts)
-        low = min([lows[0], *(v for v in result.raw_losses or [] if math.isfinite(v))])
-        # the divergence at the top would flatten the interesting part: cap the axis above the start
-        top = max(pts[0][1], lows[len(lows) // 2]) * 1.3
-        ax.set_ylim(low - 0.05 * (top - low), top)
-    if result.suggestion is not None:
-        near = min(pts, key=lambda p: abs(math.log(p[0]) - math.log(result.suggestion))) if pts else None
-        ax.axvline(result.suggestion, color="tab:red", lw=1, alpha=0.6)
-        if near is not None:
-            ax.plot([near[0]], [near[1]], "o", color="tab:red", ms=8, label=f"suggested lr {result.suggestion:.2e}")
-    if result.current_lr is not None:
-        ax.axvline(result.current_lr, color="grey", ls="--", lw=1, label=f"config optim.lr {result.current_lr:.2e}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("loss")
-    ax.set_title("learning-rate range test")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
-
-
 def _round(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits}g}")
 
@@ -242,7 +209,7 @@ def apply_lr(config_path: str | Path, lr: float) -> float:
     The file keeps its text where the ``lr:`` line of the ``optim:`` section can be rewritten in place;
     otherwise it is regenerated (section comments from ``init-config``, the leading comment kept).
     """
-    from bioseg.init_config import write_config
+    from bioseg.workflows.init_config import write_config
 
     path = Path(config_path)
     text = path.read_text()
