@@ -164,10 +164,17 @@ def dump(cfg: Experiment, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def as_experiment(config: Experiment | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> Experiment:
-    """An experiment from a validated one, a dict or a YAML path, with ``--set`` overrides applied."""
+def as_experiment(
+    config: Experiment | dict[str, Any] | str | Path, overrides: list[str] | None = None, fold: int | None = None
+) -> Experiment:
+    """An experiment from a validated one, a dict or a YAML path, with ``--set`` overrides applied and, when
+    given, another fold."""
     if isinstance(config, Experiment):
-        return from_dict(to_dict(config), overrides=overrides) if overrides else config
-    if isinstance(config, dict):
-        return from_dict(config, overrides=overrides)
-    return load(config, overrides=overrides)
+        cfg = from_dict(to_dict(config), overrides=overrides) if overrides else config
+    elif isinstance(config, dict):
+        cfg = from_dict(config, overrides=overrides)
+    else:
+        cfg = load(config, overrides=overrides)
+    if fold is not None:
+        cfg.data.fold = fold
+    return cfg

@@ -46,9 +46,7 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train one fold of an experiment and write its run folder (see DESIGN.md, "The run folder")."""
-    cfg = as_experiment(config, overrides)
-    if fold is not None:
-        cfg.data.fold = fold
+    cfg = as_experiment(config, overrides, fold=fold)
     run_dir = cfg.run_dir
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
@@ -57,13 +55,13 @@ def train(
         raise BiosegError(
             f"{run_dir} already holds a run: add --resume to continue it, or pick another name (--set name=NEW)"
         )
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # network, loss terms and augmentation first: a bad option stops here, before any image is read
+    module = SegmentationModule(config_mod.to_dict(cfg))
     index, split = checked_data(cfg)
-
     run_dir.mkdir(parents=True, exist_ok=True)
     config_mod.dump(cfg, run_dir / "config.yaml")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = SegmentationDataModule(cfg, index, split, progress=progress)
-    module = SegmentationModule(config_mod.to_dict(cfg))
     init_report = None if resume else initialise_from(cfg, module.net, run_dir)
     trainer, checkpoint, monitor = build_trainer(cfg, run_dir, has_val=bool(split.get("val")), progress=progress)
     with warnings.catch_warnings():
@@ -118,9 +116,7 @@ def write_patches(
     from bioseg.data.datamodule import load_samples
     from bioseg.data.patch_set import write_patch_set
 
-    cfg = as_experiment(config, overrides)
-    if fold is not None:
-        cfg.data.fold = fold
+    cfg = as_experiment(config, overrides, fold=fold)
     index, split = checked_data(cfg)
     samples = load_samples(index, split["train"], cfg, "train", progress)
     return write_patch_set(cfg, samples, Path(out_dir), patches_per_image=per_image, progress=progress)

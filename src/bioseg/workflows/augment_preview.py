@@ -60,9 +60,7 @@ def augment_preview(
     from bioseg.data.dataset import PatchDataset, channel_mapper
     from bioseg.io import write_png
 
-    cfg = as_experiment(config, overrides)
-    if fold is not None:
-        cfg.data.fold = fold
+    cfg = as_experiment(config, overrides, fold=fold)
     heads = list(cfg.heads)
     head = head or heads[0]
     if head not in cfg.heads:

@@ -9,10 +9,7 @@ lives in a temporary folder.
 from __future__ import annotations
 
 import csv
-import logging
 import math
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,27 +33,6 @@ class LRFindResult:
     csv_path: Path | None = None
     raw_losses: list[float] | None = None  # the loss of each step before smoothing
     current_lr: float | None = None  # optim.lr of the config, for comparison
-
-
-def _range_test_module(cfg: Experiment):
-    """A SegmentationModule that records each step's raw loss, and whose non-finite loss ends the test
-    instead of raising: at the top of the range the loss is expected to diverge."""
-    from bioseg.engine.module import SegmentationModule
-
-    class RangeTestModule(SegmentationModule):
-        def __init__(self, config: dict[str, Any]) -> None:
-            super().__init__(config)
-            self.raw_losses: list[float] = []
-
-        def training_step(self, batch: Any, batch_idx: int) -> Any:
-            loss = super().training_step(batch, batch_idx)
-            self.raw_losses.append(float(loss.detach()))
-            return loss
-
-        def _stop_on_nan(self, loss: Any) -> None:
-            self.trainer.should_stop = True
-
-    return RangeTestModule(config_mod.to_dict(cfg))
 
 
 def smooth(values: list[float], window: int | None = None) -> list[float]:
@@ -117,66 +93,16 @@ def find_lr(
     ``steps`` training steps of the config's batch size are drawn from the fold's training images (the
     number of patches per epoch is raised so that they fit in one epoch); validation does not run.
     """
-    import lightning as L
-    from lightning.pytorch.tuner import Tuner
-
     from bioseg.config import as_experiment
-    from bioseg.data.checked import checked_data
-    from bioseg.data.datamodule import SegmentationDataModule
-    from bioseg.engine.trainer import resolve_precision
+    from bioseg.engine.range_test import range_test
 
     if not 0 < min_lr < max_lr:
         raise BiosegError(f"the range {min_lr:g}..{max_lr:g} is empty; expected 0 < min_lr < max_lr")
     if steps < 5:
         raise BiosegError(f"--steps {steps} is too few for a range test; use at least 20 (default 100)")
-    cfg = as_experiment(config, overrides)
-    if fold is not None:
-        cfg.data.fold = fold
-    index, split = checked_data(cfg)
-    t = cfg.train
-    needed = steps * cfg.data.batch_size * t.accumulate_grad_batches
-    cfg.data.patches_per_epoch = max(cfg.data.patches_per_epoch, needed)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = SegmentationDataModule(cfg, index, {"train": split["train"], "val": []})
-    datamodule.setup("fit")
-    module = _range_test_module(cfg)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch.tuner.lr_finder").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="bioseg-lr-find-") as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
-        warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*")
-        warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        warnings.filterwarnings("ignore", ".*weights_only.*")
-        trainer = L.Trainer(
-            default_root_dir=tmp,
-            max_epochs=steps,  # the tuner stops after `steps` steps; epochs only bound it
-            precision=resolve_precision(t.precision, t.accelerator),
-            gradient_clip_val=t.gradient_clip,
-            accumulate_grad_batches=t.accumulate_grad_batches,
-            accelerator=t.accelerator,
-            devices=t.devices,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=progress,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-        )
-        finder = Tuner(trainer).lr_find(
-            module,
-            train_dataloaders=datamodule.train_dataloader(),
-            min_lr=min_lr,
-            max_lr=max_lr,
-            num_training=steps,
-            mode="exponential",
-            update_attr=False,
-        )
-    if finder is None or not finder.results.get("lr"):
-        raise BiosegError("the learning-rate range test recorded no step; check data.patches_per_epoch")
-    lrs = [float(v) for v in finder.results["lr"]]
-    raw = _per_step(module.raw_losses, t.accumulate_grad_batches)[: len(lrs)]
+    cfg = as_experiment(config, overrides, fold=fold)
+    lrs, step_losses = range_test(cfg, min_lr=min_lr, max_lr=max_lr, steps=steps, progress=progress)
+    raw = _per_step(step_losses, cfg.train.accumulate_grad_batches)[: len(lrs)]
     lrs = lrs[: len(raw)]
     losses = smooth(raw)
     result = LRFindResult(lrs, losses, suggest_lr(lrs, losses), None, raw_losses=raw, current_lr=cfg.optim.lr)

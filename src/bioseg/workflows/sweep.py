@@ -125,14 +125,30 @@ def sweep(
     ``<output_dir>/<name>-<key>-sweep``). ``reuse``: a run folder that already holds a trained model of the
     same name is evaluated instead of trained again (to finish an interrupted sweep)."""
     from bioseg.config import as_experiment
-    from bioseg.engine.trainer import train
-    from bioseg.losses import build_loss
-    from bioseg.workflows.evaluate import evaluate_run
 
     if not values:
         raise BiosegError(f"the sweep of {key} has no value; give a list such as [1e-3, 1e-2]")
     fixed = list(overrides or [])
     base = as_experiment(config, fixed)
+    plans = _plan_runs(config, base, key, values, fixed, fold)
+    rows = []
+    for i, (value, run_overrides, cfg) in enumerate(plans):
+        row = {"index": i, "value": value}
+        rows.append(row | _train_and_score(config, cfg, run_overrides, fold, split, reuse, progress))
+    xs, _, _, _ = sweep_axis(values, key)
+    for row, x in zip(rows, xs, strict=True):
+        row["x"] = x
+    out_dir = Path(out) if out is not None else Path(base.output_dir) / f"{base.name}-{key}-sweep"
+    paths = _write_sweep(out_dir, key, values, split, rows)
+    return SweepResult(key, list(values), rows, out_dir, paths)
+
+
+def _plan_runs(config, base, key: str, values: Sequence[Any], fixed: list[str], fold: int | None) -> list[tuple]:
+    """``(value, overrides, experiment)`` per value; every value is checked (config and loss options)
+    before the first run trains."""
+    from bioseg.config import as_experiment
+    from bioseg.losses import build_loss
+
     if key.split(".")[0] == "loss" and base.loss is None:
         head = next(iter(base.heads))
         raise BiosegError(
@@ -141,31 +157,33 @@ def sweep(
         )
     plans = []
     for i, value in enumerate(values):
-        name = f"{base.name}-{key}-{i}"
-        run_overrides = [*fixed, f"{key}={json.dumps(value)}", f"name={name}"]
-        try:  # every value is checked (config and loss options) before the first run trains
-            cfg = as_experiment(config, run_overrides)
+        run_overrides = [*fixed, f"{key}={json.dumps(value)}", f"name={base.name}-{key}-{i}"]
+        try:
+            cfg = as_experiment(config, run_overrides, fold=fold)
             build_loss(cfg.heads)
         except BiosegError as err:
             raise BiosegError(f"{key}={json.dumps(value)} does not make a valid config: {err}") from None
         plans.append((value, run_overrides, cfg))
-    out_dir = Path(out) if out is not None else Path(base.output_dir) / f"{base.name}-{key}-sweep"
-    rows = []
-    for i, (value, run_overrides, cfg) in enumerate(plans):
-        if fold is not None:
-            cfg.data.fold = fold
-        run_dir = cfg.run_dir
-        if not (reuse and (run_dir / "model" / "model.json").is_file()):
-            run_dir = train(config, fold=fold, overrides=run_overrides, progress=progress).run_dir
-        scores = evaluate_run(run_dir, split=split, progress=progress).scores
-        row: dict[str, Any] = {"index": i, "value": value, "run": str(run_dir)}
-        row.update({k: scores[k] for k in ("dice_mean", "iou_mean", "accuracy")})
-        row.update({k: v for k, v in scores.items() if k.startswith("dice/")})
-        row.update(class_recall(run_dir, split))
-        rows.append(row)
-    xs, _, _, _ = sweep_axis(values, key)
-    for row, x in zip(rows, xs, strict=True):
-        row["x"] = x
+    return plans
+
+
+def _train_and_score(config, cfg, run_overrides, fold, split, reuse, progress) -> dict[str, Any]:
+    """Train one run (or reuse its finished model) and score it on ``split``: Dice, IoU and recall per class."""
+    from bioseg.engine.trainer import train
+    from bioseg.workflows.evaluate import evaluate_run
+
+    run_dir = cfg.run_dir
+    if not (reuse and (run_dir / "model" / "model.json").is_file()):
+        run_dir = train(config, fold=fold, overrides=run_overrides, progress=progress).run_dir
+    scores = evaluate_run(run_dir, split=split, progress=progress).scores
+    row: dict[str, Any] = {"run": str(run_dir)}
+    row.update({k: scores[k] for k in ("dice_mean", "iou_mean", "accuracy")})
+    row.update({k: v for k, v in scores.items() if k.startswith("dice/")})
+    row.update(class_recall(run_dir, split))
+    return row
+
+
+def _write_sweep(out_dir: Path, key: str, values: Sequence[Any], split: str, rows: list[dict]) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / "sweep.csv", "json": out_dir / "sweep.json"}
     with paths["csv"].open("w", newline="") as f:
@@ -175,4 +193,4 @@ def sweep(
     doc = {"key": key, "values": list(values), "split": split, "runs": rows}
     paths["json"].write_text(json.dumps(doc, indent=2, allow_nan=True))
     paths["chart"] = plot_sweep(rows, key, out_dir / "class_accuracy.png")
-    return SweepResult(key, list(values), rows, out_dir, paths)
+    return paths
