@@ -53,11 +53,8 @@ def augment_preview(
     first) is the target outlined.
     """
     import torch
-    from torch.utils.data import DataLoader
 
     from bioseg.data.augment import build_augmentation
-    from bioseg.data.datamodule import load_samples
-    from bioseg.data.dataset import PatchDataset, channel_mapper
     from bioseg.io import write_png
 
     cfg = as_experiment(config, overrides, fold=fold)
@@ -66,6 +63,34 @@ def augment_preview(
     if head not in cfg.heads:
         raise BiosegError(f"head '{head}' is not in the config; heads: {', '.join(heads)}")
     seed = cfg.seed if seed is None else seed
+    batch = _training_patches(cfg, n, seed)
+    image = batch["image"].float()
+    moving = {k: v for k, v in batch.items() if k.startswith(("target/", "weight/"))}
+    if cfg.augment:
+        augmentation = build_augmentation(cfg.augment, cfg.model.spatial_dims)
+        augmented, moved = augmentation(image, moving, generator=torch.Generator().manual_seed(seed))
+    else:
+        augmented, moved = image, moving
+    before = _middle_plane(image)
+    flat = np.moveaxis(before, 1, 0).reshape(before.shape[1], -1)
+    low, high = np.percentile(flat, 1.0, axis=1), np.percentile(flat, 99.8, axis=1)
+    margin = 0.1 * (high - low)  # headroom, so that brightened or darkened patches do not just saturate
+    labels = _middle_plane(moved[f"target/{head}"])[:, 0].round().astype(np.int64)
+    grid = tile_grid(_middle_plane(augmented), labels, cols=cols, low=low - margin, high=high + margin)
+    path = write_png(Path(out), grid)
+    rows, ncols = grid_shape(n, cols)
+    h, w = before.shape[2:]
+    scale = max(1, math.ceil(MIN_TILE / max(h, w)))
+    return PreviewResult(path, n, rows, ncols, (h * scale, w * scale))
+
+
+def _training_patches(cfg: Experiment, n: int, seed: int) -> dict[str, Any]:
+    """One batch of ``n`` patches drawn as training draws them, from up to ``n`` of the fold's images."""
+    from torch.utils.data import DataLoader
+
+    from bioseg.data.datamodule import load_samples
+    from bioseg.data.dataset import PatchDataset, channel_mapper
+
     index, split = checked_data(cfg)
     names = split.get("train") or []
     if not names:
@@ -82,24 +107,4 @@ def augment_preview(
         seed=seed,
         channels=mapper if mapper is not None and mapper.stochastic else None,
     )
-    batch = next(iter(DataLoader(dataset, batch_size=n, shuffle=False)))
-    image = batch["image"].float()
-    key = f"target/{head}"
-    moving = {k: v for k, v in batch.items() if k.startswith(("target/", "weight/"))}
-    if cfg.augment:
-        augmentation = build_augmentation(cfg.augment, cfg.model.spatial_dims)
-        augmented, moved = augmentation(image, moving, generator=torch.Generator().manual_seed(seed))
-    else:
-        augmented, moved = image, moving
-    before = _middle_plane(image)
-    flat = np.moveaxis(before, 1, 0).reshape(before.shape[1], -1)
-    low, high = np.percentile(flat, 1.0, axis=1), np.percentile(flat, 99.8, axis=1)
-    margin = 0.1 * (high - low)  # headroom, so that brightened or darkened patches do not just saturate
-    low, high = low - margin, high + margin
-    labels = _middle_plane(moved[key])[:, 0].round().astype(np.int64)
-    grid = tile_grid(_middle_plane(augmented), labels, cols=cols, low=low, high=high)
-    path = write_png(Path(out), grid)
-    rows, ncols = grid_shape(n, cols)
-    h, w = before.shape[2:]
-    scale = max(1, math.ceil(MIN_TILE / max(h, w)))
-    return PreviewResult(path, n, rows, ncols, (h * scale, w * scale))
+    return next(iter(DataLoader(dataset, batch_size=n, shuffle=False)))

@@ -237,14 +237,7 @@ def crop_dataset(
         objects_from: how objects are found in the masks, see :func:`find_objects`.
         max_attempts: candidate boxes tried per image for negatives (default 100 per negative).
     """
-    if mode not in ("object", "grid"):
-        raise BiosegError(f"crop mode '{mode}' is not one of object, grid")
-    if mask_format not in ("binary", "instances", "centre"):
-        raise BiosegError(f"mask format '{mask_format}' is not one of binary, instances, centre")
-    if mask_format == "centre" and mode != "object":
-        raise BiosegError("mask format 'centre' keeps the object a crop is centred on: use it with --per-object")
-    if negatives < 0:
-        raise BiosegError(f"--negatives {negatives} must be >= 0")
+    _check_options(mode, mask_format, negatives)
     pairs = pair_files(images, masks)
     out = Path(out)
     for sub in ("images", "masks"):
@@ -271,30 +264,48 @@ def crop_dataset(
         boxes += [("negative", None, box) for box in found]
         if len(found) < negatives:
             result.short.append(f"{image_path.name}: {len(found)} of {negatives}")
-        axes = "C" + "ZYX"[3 - dims :]
-        for k, (kind, label, (start, stop)) in enumerate(boxes):
-            window = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+        for k, (kind, label, box) in enumerate(boxes):
             name = f"{image_path.stem}_{k}"
-            piece = np.ascontiguousarray(image[(slice(None), *window)])
-            if piece.shape[0] == 1:
-                write_tiff(out / "images" / f"{name}.tif", piece[0], axes=axes[1:])
-            else:
-                write_tiff(out / "images" / f"{name}.tif", piece, axes=axes)
-            write_tiff(out / "masks" / f"{name}.tif", _mask_crop(labels, window, mask_format, label), axes=axes[1:])
-            row: dict[str, str | int] = {
-                "name": name,
-                "kind": kind,
-                "object": "" if label is None else label,
-                "image": str(image_path),
-                "mask": str(mask_path),
-            }
-            row.update({f"{a.lower()}0": v for a, v in zip(axes[1:], start, strict=True)})
-            row.update({f"{a.lower()}1": v for a, v in zip(axes[1:], stop, strict=True)})
-            result.rows.append(row)
-    out.mkdir(parents=True, exist_ok=True)
+            coords = _write_crop(out, name, image, labels, box, mask_format, label)
+            result.rows.append({"name": name, "kind": kind, "object": "" if label is None else label,
+                                "image": str(image_path), "mask": str(mask_path), **coords})  # fmt: skip
+    _write_list(result)
+    return result
+
+
+def _check_options(mode: str, mask_format: str, negatives: int) -> None:
+    if mode not in ("object", "grid"):
+        raise BiosegError(f"crop mode '{mode}' is not one of object, grid")
+    if mask_format not in ("binary", "instances", "centre"):
+        raise BiosegError(f"mask format '{mask_format}' is not one of binary, instances, centre")
+    if mask_format == "centre" and mode != "object":
+        raise BiosegError("mask format 'centre' keeps the object a crop is centred on: use it with --per-object")
+    if negatives < 0:
+        raise BiosegError(f"--negatives {negatives} must be >= 0")
+
+
+def _write_crop(
+    out: Path, name: str, image: np.ndarray, labels: np.ndarray, box: Box, mask_format: MaskFormat, label: int | None
+) -> dict[str, int]:
+    """Write one crop's image and mask TIFFs; returns its box (``y0``, ``x0``, ``y1``, ``x1``, with ``z`` in 3D)."""
+    start, stop = box
+    axes = "ZYX"[3 - labels.ndim :]
+    window = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+    piece = np.ascontiguousarray(image[(slice(None), *window)])
+    if piece.shape[0] == 1:
+        write_tiff(out / "images" / f"{name}.tif", piece[0], axes=axes)
+    else:
+        write_tiff(out / "images" / f"{name}.tif", piece, axes="C" + axes)
+    write_tiff(out / "masks" / f"{name}.tif", _mask_crop(labels, window, mask_format, label), axes=axes)
+    coords = {f"{a.lower()}0": v for a, v in zip(axes, start, strict=True)}
+    return coords | {f"{a.lower()}1": v for a, v in zip(axes, stop, strict=True)}
+
+
+def _write_list(result: CropResult) -> None:
+    """``crops.csv``: a row per crop, its kind, source files and box."""
+    result.out_dir.mkdir(parents=True, exist_ok=True)
     with result.csv_path.open("w", newline="") as f:
         fields = list(result.rows[0]) if result.rows else ["name", "kind", "object", "image", "mask"]
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(result.rows)
-    return result
