@@ -31,8 +31,9 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
+from bioseg.config import InstanceConfig
 from bioseg.postprocess import watershed as ws
-from bioseg.postprocess.instances import InstanceParams, boundaries_to_instances
+from bioseg.postprocess.instances import boundaries_to_instances
 
 SPACING = (4.0, 1.0, 1.0)
 TARGET_S = 60.0
@@ -72,11 +73,11 @@ def matched(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"iou>0.5": float(np.mean(best > 0.5)), "iou>0.8": float(np.mean(best > 0.8))}
 
 
-def run_pipeline(prob: np.ndarray, truth: np.ndarray, params: InstanceParams) -> dict[str, Any]:
+def run_pipeline(prob: np.ndarray, truth: np.ndarray, params: InstanceConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     with C.PeakRSS() as rss:
         start = time.perf_counter()
-        labels = boundaries_to_instances(prob, params, timings=timings)
+        labels = boundaries_to_instances(prob, params, spacing=SPACING, timings=timings)
         total = time.perf_counter() - start
     return {
         "total_s": total,
@@ -95,7 +96,7 @@ def timed(fn, *args, **kwargs) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def reference(prob: np.ndarray, params: InstanceParams) -> dict[str, Any]:
+def reference(prob: np.ndarray, params: InstanceConfig) -> dict[str, Any]:
     """Each re-implemented step against SciPy / scikit-image on the same input."""
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed as sk_watershed
@@ -147,10 +148,8 @@ def main() -> None:
     print(f"data: {shape}, {n_cells} cells, spacing {SPACING} …", flush=True)
     prob, truth = timed(make_data, shape, n_cells)[0]
     configs = {
-        "default (h_maxima + average)": InstanceParams(spacing=SPACING),
-        "min_distance + multicut": InstanceParams(
-            spacing=SPACING, seed_method="min_distance", agglomeration="multicut"
-        ),
+        "default (h_maxima + average)": InstanceConfig(),
+        "min_distance + multicut": InstanceConfig(seed_method="min_distance", agglomeration="multicut"),
     }
     results: dict[str, Any] = {}
     for name, params in configs.items():

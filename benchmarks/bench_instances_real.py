@@ -386,6 +386,7 @@ def evaluate_bioseg(run_dir: Path, alt_modes: Sequence[str] = ()) -> dict[str, A
     ``post.instances`` modes scored from the same predicted probabilities."""
     import tifffile
 
+    from bioseg.config import InstanceConfig
     from bioseg.data.dataset import read_label_mask, voxel_spacing
     from bioseg.data.head_targets import instance_labels
     from bioseg.data.layouts import discover
@@ -413,10 +414,16 @@ def evaluate_bioseg(run_dir: Path, alt_modes: Sequence[str] = ()) -> dict[str, A
         "predict_and_score_s": predict_s,
         "predictions": str(result.out_dir),
     }
+    inst = cfg.post.instances
     for mode in alt_modes:
         alt = cfg.model_copy(deep=True)
-        alt.post.instances.mode = mode
-        alt.post.instances.threshold = 0.5  # a probability cut of the foreground map, not of the boundaries
+        # the foreground mode refuses the boundary options, so only the shared ones carry over; its seeds
+        # stay those of the recorded results: peaks min_distance apart on the raw distance, small objects
+        # removed. The threshold is a probability cut of the foreground map, not of the boundaries.
+        shared = {key: getattr(inst, key) for key in ("foreground_head", "min_distance", "min_size", "max_size")}
+        alt.post.instances = InstanceConfig(
+            mode=mode, threshold=0.5, seed_method="min_distance", sigma_seeds=0.0, small_objects="remove", **shared
+        )
         scores = []
         for n in names:
             probs = {}

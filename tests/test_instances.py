@@ -1,14 +1,16 @@
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
 from skimage.segmentation import find_boundaries
 from skimage.segmentation import watershed as sk_watershed
 
+from bioseg.config import InstanceConfig
 from bioseg.errors import BiosegError
 from bioseg.postprocess import agglomeration as agg
 from bioseg.postprocess import watershed as ws
-from bioseg.postprocess.instances import InstanceParams, boundaries_to_instances, foreground_to_instances
+from bioseg.postprocess.instances import boundaries_to_instances, foreground_to_instances
 
 # --- synthetic data and a tiny matcher ------------------------------------------------------------
 
@@ -246,10 +248,10 @@ def over_segmented_image():
 @pytest.mark.parametrize("method", ["average", "multicut"])
 def test_agglomeration_merges_false_boundary_and_keeps_real_one(method):
     prob, truth = over_segmented_image()
-    params = InstanceParams(threshold=0.15, agglomeration="none")
+    params = InstanceConfig(threshold=0.15, agglomeration="none")
     over = boundaries_to_instances(prob, params)
     assert over.max() == 3  # the false boundary did split the left cell
-    params = InstanceParams(threshold=0.15, agglomeration=method)
+    params = InstanceConfig(threshold=0.15, agglomeration=method)
     labels = boundaries_to_instances(prob, params)
     assert labels.max() == 2
     assert (best_ious(truth, labels) > 0.95).all()
@@ -270,15 +272,15 @@ def test_size_filter_merges_into_largest_contact_or_removes():
 
 def test_min_and_max_size_in_the_pipeline():
     prob, _ = over_segmented_image()
-    base = InstanceParams(threshold=0.15, agglomeration="none")
+    base = InstanceConfig(threshold=0.15, agglomeration="none")
     sizes = np.bincount(boundaries_to_instances(prob, base).ravel())[1:]
     small = int(sizes.min())
     kw = dict(threshold=0.15, agglomeration="none")
-    merged = boundaries_to_instances(prob, InstanceParams(**kw, min_size=small + 1))
+    merged = boundaries_to_instances(prob, InstanceConfig(**kw, min_size=small + 1))
     assert merged.max() == 2 and (merged > 0).all()
-    removed = boundaries_to_instances(prob, InstanceParams(**kw, min_size=small + 1, small_objects="remove"))
+    removed = boundaries_to_instances(prob, InstanceConfig(**kw, min_size=small + 1, small_objects="remove"))
     assert removed.max() == 2 and (removed == 0).sum() == small
-    capped = boundaries_to_instances(prob, InstanceParams(**kw, max_size=int(sizes.max()) - 1))
+    capped = boundaries_to_instances(prob, InstanceConfig(**kw, max_size=int(sizes.max()) - 1))
     assert capped.max() == 2 and (capped == 0).sum() == sizes.max()
     for labels in (merged, removed, capped):
         assert_sequential(labels)
@@ -296,7 +298,7 @@ def test_touching_cells_are_recovered(shape, n, spacing, method):
     truth = voronoi_cells(shape, n, rng, spacing)
     prob = boundary_map(truth, rng, noise=0.05, gaps=0.05)
     timings: dict = {}
-    labels = boundaries_to_instances(prob, InstanceParams(spacing=spacing, agglomeration=method), timings=timings)
+    labels = boundaries_to_instances(prob, InstanceConfig(agglomeration=method), spacing=spacing, timings=timings)
     assert_sequential(labels)
     ious = best_ious(truth, labels)
     assert np.mean(ious > 0.8) >= 0.85, ious
@@ -307,7 +309,7 @@ def test_touching_discs_with_a_foreground_mask_and_min_distance_seeds():
     rng = np.random.default_rng(5)
     truth = voronoi_cells((80, 81), 6, rng, radius=14)
     prob = boundary_map(truth, rng, noise=0.03)
-    params = InstanceParams(seed_method="min_distance", min_distance=4, min_size=20)
+    params = InstanceConfig(seed_method="min_distance", min_distance=4, min_size=20)
     labels = boundaries_to_instances(prob, params, mask=truth > 0)
     assert (labels[truth == 0] == 0).all()
     assert np.mean(best_ious(truth, labels) > 0.8) >= 0.8
@@ -331,39 +333,15 @@ def two_touching_discs(shape=(40, 61), r=12):
     return truth
 
 
-def test_foreground_components_vs_watershed_split():
-    truth = two_touching_discs()
-    prob = np.where(truth > 0, 0.9, 0.1).astype(np.float32)
-    components = foreground_to_instances(prob, method="components")
-    assert components.max() == 1
-    split = foreground_to_instances(prob, method="watershed", min_distance=5)
-    assert split.max() == 2
-    assert (best_ious(truth, split) > 0.9).all()
-    assert_sequential(split)
-    # min_size removes small specks
-    prob[2:4, 2:4] = 0.9
-    assert foreground_to_instances(prob, method="components").max() == 2
-    assert foreground_to_instances(prob, method="components", min_size=5).max() == 1
-
-
-def test_foreground_watershed_3d_anisotropic():
-    disc = two_touching_discs((40, 61))
-    truth = np.repeat(disc[None], 7, axis=0)
-    truth[[0, -1]] = 0
-    prob = np.where(truth > 0, 0.8, 0.2).astype(np.float32)
-    split = foreground_to_instances(prob, method="watershed", spacing=(4.0, 1.0, 1.0), min_distance=5)
-    assert split.max() == 2 and (best_ious(truth, split) > 0.9).all()
-
-
 def test_anisotropic_spacing_is_used_by_the_distance():
     rng = np.random.default_rng(6)
     truth = voronoi_cells((10, 40, 41), 5, rng, (4.0, 1.0, 1.0))
     prob = boundary_map(truth, rng, noise=0.02)
     timings: dict = {}
-    labels = boundaries_to_instances(prob, InstanceParams(spacing=[4, 1, 1]), timings=timings)
+    labels = boundaries_to_instances(prob, spacing=[4, 1, 1], timings=timings)
     assert np.mean(best_ious(truth, labels) > 0.8) >= 0.8
     with pytest.raises(BiosegError, match="spacing"):
-        boundaries_to_instances(prob, InstanceParams(spacing=(1.0, 1.0)))
+        boundaries_to_instances(prob, spacing=(1.0, 1.0))
     with pytest.raises(BiosegError, match="spacing"):
         foreground_to_instances(prob, spacing=(1.0, -1.0, 1.0))
 
@@ -377,13 +355,15 @@ def test_input_errors_are_readable():
         boundaries_to_instances(np.full((5, 6), np.nan, np.float32))
     with pytest.raises(BiosegError, match="mask"):
         boundaries_to_instances(np.zeros((5, 6), np.float32), mask=np.ones((5, 7), bool))
-    with pytest.raises(BiosegError, match="h_maxima"):
-        InstanceParams(seed_method="h_maxim")
-    with pytest.raises(BiosegError, match="multicut"):
-        InstanceParams(agglomeration="multicutt")
-    with pytest.raises(BiosegError, match="beta"):
-        InstanceParams(beta=1.0)
-    with pytest.raises(BiosegError, match="max_size"):
-        InstanceParams(min_size=10, max_size=5)
-    with pytest.raises(BiosegError, match="components"):
-        foreground_to_instances(np.zeros((5, 6), np.float32), method="component")
+    with pytest.raises(ValidationError, match="h_maxima"):
+        InstanceConfig(seed_method="h_maxim")
+    with pytest.raises(ValidationError, match="multicut"):
+        InstanceConfig(agglomeration="multicutt")
+    with pytest.raises(ValidationError, match="beta"):
+        InstanceConfig(beta=1.0)
+    with pytest.raises(ValidationError, match="max_size"):
+        InstanceConfig(min_size=10, max_size=5)
+    with pytest.raises(ValidationError, match="components"):
+        InstanceConfig(foreground_method="component")
+    with pytest.raises(BiosegError, match="InstanceConfig"):
+        boundaries_to_instances(np.zeros((5, 6), np.float32), {"threshold": 0.3})

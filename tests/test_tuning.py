@@ -50,13 +50,18 @@ def test_default_grid_follows_the_mode_and_the_voxel_size():
     assert grid["h"] == (0.25, 0.5, 1.0) and "merge_threshold" in grid and "beta" not in grid
     assert grid["sigma_seeds"] == (0.5, 1.0, 2.0)
     assert "beta" in default_grid(experiment(agglomeration="multicut"))
-    assert set(default_grid(experiment(mode="foreground"))) == {"threshold", "min_distance"}
+    assert set(default_grid(experiment(mode="foreground"))) == {"threshold", "h", "sigma_seeds"}
+    peaks = experiment(mode="foreground", seed_method="min_distance")
+    assert set(default_grid(peaks)) == {"threshold", "min_distance", "sigma_seeds"}
+    assert set(default_grid(experiment(mode="foreground", foreground_method="components"))) == {"threshold"}
 
 
 def test_bad_requests_are_refused_with_the_fix():
     probs, truth = cells_with_a_faint_wall()
     with pytest.raises(BiosegError, match="not a post.instances parameter"):
         tune_instances([probs], [truth], experiment(), grid={"merge_treshold": (0.3,)})
+    with pytest.raises(BiosegError, match="cannot tune: merge_threshold is not read in mode foreground"):
+        tune_instances([probs], [truth], experiment(mode="foreground"), grid={"merge_threshold": (0.3,)})
     with pytest.raises(BiosegError, match="one labelled image per prediction"):
         tune_instances([probs, probs], [truth], experiment())
     with pytest.raises(BiosegError, match="set it to 'boundary' or 'foreground'"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from bioseg.cli.app import app, parse_mask_values
+from bioseg.cli.instance_options import instance_config, option, parse_spacing
 
 
 @app.command()
@@ -82,40 +83,40 @@ def evaluate(
 
 @app.command()
 def instances(
-    inputs: list[Path] = typer.Argument(..., help="boundary probability maps (<stem>_prob.tif from predict)"),
+    inputs: list[Path] = typer.Argument(..., help="probability maps (<stem>_prob.tif from predict)"),
     output: Path = typer.Option(Path("instances"), "--output", "-o", help="output folder"),
     mode: str = typer.Option("boundary", help="boundary: watershed + agglomeration; foreground: split blobs"),
     channel: int = typer.Option(0, help="channel of the probability map to use"),
-    threshold: float = typer.Option(0.5, help="boundary (or foreground) probability cut"),
-    seed_method: str = typer.Option("h_maxima", help="h_maxima or min_distance"),
-    h: float = typer.Option(1.0, help="seed dynamic (h_maxima)"),
-    min_distance: int = typer.Option(3, help="voxels between seeds"),
-    agglomeration: str = typer.Option("average", help="average, multicut or none"),
-    merge_threshold: float = typer.Option(0.5, help="average linkage: merge below this boundary probability"),
-    beta: float = typer.Option(0.5, help="multicut boundary bias"),
-    min_size: int = typer.Option(0, help="objects smaller than this (voxels) are merged or removed"),
-    max_size: int | None = typer.Option(None, help="objects larger than this (voxels) are removed"),
-    spacing: str | None = typer.Option(None, help="voxel size, e.g. 2,1,1 (z,y,x)"),
+    spacing: str | None = typer.Option(None, help="voxel size, e.g. 2,1,1 (z,y,x); default: isotropic"),
+    threshold: float | None = option("threshold"),
+    foreground_method: str | None = option("foreground_method"),
+    seed_method: str | None = option("seed_method"),
+    h: float | None = option("h", "--h"),
+    min_distance: int | None = option("min_distance"),
+    sigma_seeds: float | None = option("sigma_seeds"),
+    agglomeration: str | None = option("agglomeration"),
+    merge_threshold: float | None = option("merge_threshold"),
+    beta: float | None = option("beta"),
+    weight_by_size: bool | None = option("weight_by_size", "--weight-by-size/--no-weight-by-size"),
+    min_size: int | None = option("min_size"),
+    max_size: int | None = option("max_size"),
+    small_objects: str | None = option("small_objects"),
 ) -> None:
-    """Objects from probability maps: <stem>_instances.tif per input (2D or 3D)."""
+    """Objects from probability maps: <stem>_instances.tif per input (2D or 3D).
+
+    The options are post.instances of an experiment config; those that --mode does not read are refused.
+    """
     from bioseg.postprocess.files import instances_from_files
 
-    written = instances_from_files(
-        inputs,
-        output,
-        mode=mode,
-        channel=channel,
-        threshold=threshold,
-        seed_method=seed_method,
-        h=h,
-        min_distance=min_distance,
-        agglomeration=agglomeration,
-        merge_threshold=merge_threshold,
-        beta=beta,
-        min_size=min_size,
-        max_size=max_size,
-        spacing=[float(v) for v in spacing.split(",")] if spacing else None,
-    )
+    given = dict(
+        threshold=threshold, foreground_method=foreground_method, seed_method=seed_method, h=h,
+        min_distance=min_distance, sigma_seeds=sigma_seeds, agglomeration=agglomeration,
+        merge_threshold=merge_threshold, beta=beta, weight_by_size=weight_by_size, min_size=min_size,
+        max_size=max_size, small_objects=small_objects,
+    )  # fmt: skip
+    params = instance_config(mode, given)
+    voxel = parse_spacing(spacing)
+    written = instances_from_files(inputs, output, params, channel=channel, spacing=voxel)
     typer.echo(f"wrote {len(written)} instance label images to {output}")
 
 

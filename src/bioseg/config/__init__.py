@@ -1,10 +1,11 @@
-"""The experiment config: strict pydantic models (:mod:`.schema`), YAML load/dump and ``--set a.b=c``
-overrides (:mod:`.loading`).
+"""The experiment config: strict pydantic models (:mod:`.schema`; ``post.instances`` in :mod:`.instances`),
+YAML load/dump and ``--set a.b=c`` overrides (:mod:`.loading`).
 
 Every section maps one to one onto the keyword arguments of the component it configures, so the
 Python API needs no YAML. Unknown keys are errors that name the closest valid key.
 """
 
+from bioseg.config.instances import InstanceConfig
 from bioseg.config.loading import as_experiment, dump, from_dict, load, parse_overrides, to_dict
 from bioseg.config.schema import (
     AugmentStep,
@@ -14,19 +15,18 @@ from bioseg.config.schema import (
     HeadConfig,
     HeadFreezingConfig,
     InferConfig,
-    InstanceConfig,
     LossTerm,
     ModelConfig,
     Normalization,
     OptimConfig,
     PostConfig,
     SchedConfig,
-    Section,
     TrainConfig,
     WeightMapOptions,
     default_augment,
     default_loss,
 )
+from bioseg.config.section import Section
 
 __all__ = [
     "AugmentStep",

@@ -9,13 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from bioseg.config.instances import InstanceConfig
+from bioseg.config.section import Section
 from bioseg.errors import BiosegError
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class Normalization(Section):
@@ -264,31 +262,6 @@ class InferConfig(Section):
     threshold: float = Field(default=0.5, gt=0, lt=1, description="binary heads")
 
 
-class InstanceConfig(Section):
-    """From predicted maps to objects (see ``bioseg.postprocess.instances``).
-
-    ``boundary``: watershed of a boundary head's map, restricted to the foreground head's mask when there
-    is one, then agglomeration; ``foreground``: connected components (or a distance watershed) of the
-    foreground head's map. Heads default to the first with target boundary / foreground (or three_class).
-    """
-
-    mode: Literal["off", "boundary", "foreground"] = "off"
-    boundary_head: str | None = None
-    foreground_head: str | None = None
-    threshold: float = Field(default=0.5, gt=0, lt=1, description="boundary (or foreground) probability cut")
-    seed_method: Literal["h_maxima", "min_distance"] = "h_maxima"
-    h: float = Field(default=1.0, gt=0, description="seed dynamic, in voxel-size units")
-    min_distance: int = Field(default=3, ge=1, description="voxels between seeds (min_distance, foreground)")
-    sigma_seeds: float = Field(default=1.0, ge=0)
-    agglomeration: Literal["average", "multicut", "none"] = "average"
-    merge_threshold: float = Field(default=0.5, ge=0, le=1, description="average: merge below this boundary prob")
-    beta: float = Field(default=0.5, gt=0, lt=1, description="multicut boundary bias")
-    min_size: int = Field(default=0, ge=0, description="voxels; smaller objects are merged or removed")
-    max_size: int | None = Field(default=None, description="voxels; larger objects are removed")
-    small_objects: Literal["merge", "remove"] = "merge"
-    foreground_method: Literal["components", "watershed"] = "watershed"
-
-
 class PostConfig(Section):
     min_size: int = Field(default=0, ge=0, description="remove foreground components smaller than this")
     fill_holes: bool = False
@@ -339,7 +312,8 @@ class Experiment(Section):
         def first(targets: tuple[str, ...]) -> str | None:
             return next((name for name, h in self.heads.items() if h.target in targets), None)
 
-        if inst.boundary_head is None:
+        # the foreground mode reads no boundary head: resolving one would set an option it refuses
+        if inst.mode == "boundary" and inst.boundary_head is None:
             inst.boundary_head = first(("boundary", "three_class"))
         if inst.foreground_head is None:
             inst.foreground_head = first(("foreground", "three_class")) or first(("mask",))

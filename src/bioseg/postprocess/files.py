@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from bioseg.config.instances import InstanceConfig
 from bioseg.errors import BiosegError
 from bioseg.io import write_tiff
-from bioseg.postprocess.instances import InstanceParams, boundaries_to_instances, foreground_to_instances
+from bioseg.postprocess.instances import boundaries_to_instances, foreground_to_instances
 
 
 def read_probability(path: Path, channel: int) -> np.ndarray:
@@ -30,30 +31,23 @@ def read_probability(path: Path, channel: int) -> np.ndarray:
 def instances_from_files(
     inputs: Iterable[Path],
     out_dir: Path,
+    params: InstanceConfig,
     *,
-    mode: str = "boundary",
     channel: int = 0,
     spacing: Sequence[float] | None = None,
-    **params,
 ) -> list[Path]:
-    """Write ``<stem>_instances.tif`` (int32 labels) for each probability map."""
-    if mode not in ("boundary", "foreground"):
-        raise BiosegError(f"--mode '{mode}' is not one of boundary, foreground")
+    """Write ``<stem>_instances.tif`` (int32 labels) for each probability map, by ``params.mode``:
+    ``boundary`` maps (watershed + agglomeration) or ``foreground`` maps (components or split blobs)."""
+    if params.mode not in ("boundary", "foreground"):
+        raise BiosegError(f"post.instances mode is '{params.mode}'; set it to 'boundary' or 'foreground'")
     out_dir = Path(out_dir)
     written = []
     for path in map(Path, inputs):
         prob = read_probability(path, channel)
-        if mode == "boundary":
-            labels = boundaries_to_instances(prob, InstanceParams(**params, spacing=spacing))
+        if params.mode == "boundary":
+            labels = boundaries_to_instances(prob, params, spacing=spacing)
         else:
-            labels = foreground_to_instances(
-                prob,
-                threshold=params["threshold"],
-                method="watershed",
-                min_distance=params["min_distance"],
-                spacing=spacing,
-                min_size=params["min_size"],
-            )
+            labels = foreground_to_instances(prob, params, spacing=spacing)
         stem = path.stem.removesuffix("_prob")
         written.append(write_tiff(out_dir / f"{stem}_instances.tif", labels.astype(np.int32)))
     return written

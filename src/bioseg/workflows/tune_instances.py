@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bioseg.config import Experiment
+from bioseg.config.instances import unused_message, unused_options
 from bioseg.data.head_targets import instance_labels
 from bioseg.errors import BiosegError
 from bioseg.inference.instances import predict_instances
@@ -32,18 +33,19 @@ def default_grid(cfg: Experiment, spacing: Sequence[float] | None = None) -> dic
     Lengths (``h``) are in voxel-size units: multiples of the smallest voxel size in ``spacing``.
     """
     inst = cfg.post.instances
-    if inst.mode == "foreground":
-        return {"threshold": (0.4, 0.5, 0.6), "min_distance": (2, 3, 5, 8)}
-    if inst.mode != "boundary":
+    if inst.mode not in ("boundary", "foreground"):
         raise BiosegError(f"post.instances.mode is '{inst.mode}'; set it to 'boundary' or 'foreground' to tune it")
     unit = float(min(spacing)) if spacing else 1.0
-    grid: dict[str, tuple[float, ...]] = {
-        "threshold": (0.3, 0.5),
-        "h": tuple(round(k * unit, 6) for k in (1.0, 2.0, 4.0)),
-        # the smoothing before the seeds decides whether small cells get one: on the ovule membranes
-        # the best training F1 went from 0.75 at 2 voxels to 0.90 at 0.5
-        "sigma_seeds": (0.5, 1.0, 2.0),
-    }
+    if inst.seed_method == "h_maxima":
+        seeds: dict[str, tuple[float, ...]] = {"h": tuple(round(k * unit, 6) for k in (1.0, 2.0, 4.0))}
+    else:
+        seeds = {"min_distance": (2, 3, 5, 8)}
+    # the smoothing before the seeds decides whether small cells get one: on the ovule membranes
+    # the best training F1 went from 0.75 at 2 voxels to 0.90 at 0.5
+    seeds["sigma_seeds"] = (0.5, 1.0, 2.0)
+    if inst.mode == "foreground":
+        return {"threshold": (0.4, 0.5, 0.6), **(seeds if inst.foreground_method == "watershed" else {})}
+    grid: dict[str, tuple[float, ...]] = {"threshold": (0.3, 0.5), **seeds}
     if inst.agglomeration == "average":
         grid["merge_threshold"] = (0.3, 0.5, 0.7)
     elif inst.agglomeration != "none":
@@ -84,6 +86,10 @@ def tune_instances(
     unknown = sorted(set(grid) - set(fields))
     if unknown:
         raise BiosegError(f"cannot tune {unknown}: not a post.instances parameter; choose from {sorted(fields)}")
+    inst = cfg.post.instances
+    unused = unused_options(inst.mode, inst.foreground_method, grid)
+    if unused:
+        raise BiosegError(f"cannot tune: {unused_message(unused, inst.mode, inst.foreground_method)}")
     trial = cfg.model_copy(deep=True)
     tried: list[dict[str, Any]] = []
     for values in itertools.product(*grid.values()):
