@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bioseg import config
+from bioseg.config import InstanceConfig
 from bioseg.errors import BiosegError
 from bioseg.inference.predictor import Predictor
 from bioseg.nn.bundle import (
@@ -49,6 +50,19 @@ def test_format_1_is_migrated_to_the_current_format_with_a_network_description()
     assert meta["network"] == {"name": "unet", "spatial_dims": 2, "in_channels": 1, "heads": {"mask": 1},
                                "options": meta["network"]["options"]}  # fmt: skip
     assert meta["network"]["options"]["widths"] == [4, 8]
+
+
+def test_foreground_objects_of_a_format_1_model_keep_the_options_they_were_predicted_with(tmp_path):
+    shutil.copytree(FIXTURE / "model", tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / META).read_text())
+    meta["experiment"]["post"]["instances"].update(mode="foreground", merge_threshold=0.3, max_size=500)
+    (tmp_path / "model" / META).write_text(json.dumps(meta))
+    inst = ModelBundle.load(tmp_path).cfg.post.instances
+    assert (inst.mode, inst.foreground_head) == ("foreground", "mask")
+    # version 1 seeded from peaks min_distance apart, unsmoothed, removed small objects and read nothing else
+    seeds = (inst.seed_method, inst.sigma_seeds, inst.small_objects, inst.max_size)
+    assert seeds == ("min_distance", 0.0, "remove", None)
+    assert inst.merge_threshold == InstanceConfig().merge_threshold
 
 
 def test_save_then_load_gives_the_same_network_and_experiment(tmp_path):

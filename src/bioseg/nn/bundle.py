@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from bioseg import __version__
 from bioseg.config import Experiment, from_dict, to_dict
+from bioseg.config.instances import BOUNDARY_ONLY, SEED_OPTIONS, InstanceConfig
 from bioseg.errors import BiosegError
 from bioseg.nn.factory import create_model, model_options
 
@@ -30,7 +31,8 @@ MODEL_DIR = "model"
 WEIGHTS = "weights.safetensors"
 META = "model.json"
 FORMAT = "bioseg-model"
-#: 1: the experiment and a summary; 2: adds ``network``, the description the network is built from
+#: 1: the experiment and a summary; 2: adds ``network``, the description the network is built from, and
+#: foreground objects read every post.instances option that applies to them
 FORMAT_VERSION = 2
 
 
@@ -104,14 +106,32 @@ def describe(cfg: Experiment) -> dict[str, Any]:
     }
 
 
-def _add_network(meta: dict[str, Any]) -> dict[str, Any]:
-    """1 → 2: the network description, derived from the experiment as version 1 built it."""
+def _foreground_objects_as_before(experiment: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 found foreground objects from peaks ``min_distance`` apart on the unsmoothed distance map,
+    removed small objects and read no other option: say so in today's options, which version 2 honours."""
+    inst = dict(experiment.get("post", {}).get("instances", {}))
+    if inst.get("mode") != "foreground":
+        return experiment
+    defaults = InstanceConfig().model_dump()
+    inst.update({key: defaults[key] for key in BOUNDARY_ONLY})
+    if inst.get("foreground_method", defaults["foreground_method"]) == "components":
+        inst.update({key: defaults[key] for key in SEED_OPTIONS})
+    else:
+        inst.update(seed_method="min_distance", sigma_seeds=0.0)
+    inst.update(small_objects="remove", max_size=None)
+    return {**experiment, "post": {**experiment["post"], "instances": inst}}
+
+
+def _to_version_2(meta: dict[str, Any]) -> dict[str, Any]:
+    """1 → 2: foreground objects predicted as version 1 did, and the network description."""
+    if isinstance(meta.get("experiment"), dict):
+        meta = {**meta, "experiment": _foreground_objects_as_before(meta["experiment"])}
     cfg = _experiment(meta, "model.json")
     return {**meta, "network": network_description(cfg)}
 
 
 #: format_version n → the function that turns a version-n document into version n + 1
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _add_network}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _to_version_2}
 
 
 def migrate(meta: dict[str, Any], source: str = "model.json") -> dict[str, Any]:
