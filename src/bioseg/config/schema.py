@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bioseg.config.channels import parse_channel_spec
 from bioseg.errors import BiosegError
 
 
@@ -79,8 +80,6 @@ class DataConfig(Section):
     @classmethod
     def _valid_channel_spec(cls, v: list | None) -> list | None:
         if v is not None:
-            from bioseg.data.channels import parse_channel_spec
-
             try:
                 parse_channel_spec(v)
             except BiosegError as err:
