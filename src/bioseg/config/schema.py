@@ -112,6 +112,12 @@ class ModelConfig(Section):
     )
     residual: bool = False
     upsample: Literal["transpose", "interp", "pixelshuffle"] = "transpose"
+    downsample: Literal["maxpool", "conv"] = Field(
+        default="maxpool", description="unet: max-pooling, or a strided convolution (learnt, kernel = stride)"
+    )
+    activation: Literal["leakyrelu", "relu"] = Field(
+        default="leakyrelu", description="unet: after each convolution (leaky slope 0.01)"
+    )
     dropout: float = Field(default=0.0, ge=0, lt=1)
     pool_sizes: list[list[int]] | None = Field(
         default=None, description="per level and axis, e.g. [[1,2,2],[2,2,2]] for coarse z; None: 2 everywhere"
