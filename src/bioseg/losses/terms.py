@@ -78,6 +78,8 @@ def _registered(*names: str) -> Callable[[type[LossModule]], type[LossModule]]:
     """Register the term under ``names``; its options are those declared for its ``name``."""
 
     def decorator(cls: type[LossModule]) -> type[LossModule]:
+        if cls.name not in LOSS_OPTIONS or any(n not in LOSS_OPTIONS for n in names):
+            raise ValueError(f"declare loss '{cls.name}' ({', '.join(names)}) in bioseg.config.loss_options first")
         cls.spec = LOSS_OPTIONS[cls.name]
         for n in names:
             LOSSES.register(n)(cls)
