@@ -3,12 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from bioseg.data.channels import (
-    ChannelEntry,
-    ChannelMapper,
-    is_channel_spec_simple,
-    parse_channel_spec,
-)
+from bioseg.config.channels import ChannelEntry, is_channel_spec_simple, parse_channel_spec
+from bioseg.data.channels import ChannelMapper
 from bioseg.data.preprocess import select_channels
 from bioseg.errors import BiosegError
 

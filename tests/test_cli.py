@@ -168,6 +168,25 @@ def test_config_typo_is_one_line(trained, tmp_path, capsys):
     )
 
 
+def test_check_with_a_config_typo_is_one_line_and_reads_nothing(cells_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    loss = [{"name": "bce", "pos_wieght": 3}, {"name": "dice"}]
+    bad.write_text(yaml.safe_dump({"data": {"root": str(cells_dir)}, "heads": {"mask": {"loss": loss}}}))
+    assert run_cli("check", cells_dir, "-c", bad) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "no option 'pos_wieght'" in err and "Did you mean 'pos_weight'?" in err
+    assert captured.out == ""  # answered before the dataset was looked at
+    # and before torch is imported: the answer is quick
+    code = (
+        "import atexit, sys; atexit.register(lambda: print('torch' in sys.modules)); "
+        f"sys.argv = ['bioseg', 'check', {str(cells_dir)!r}, '-c', {str(bad)!r}]; "
+        "from bioseg.cli import main; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout.strip() == "False"
+
+
 def test_predict_with_wrong_channel_count(trained, tmp_path, capsys):
     _, run = trained
     write_png(tmp_path / "rgb.png", np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))

@@ -110,3 +110,18 @@ def test_exponent_numbers_on_the_command_line():
     }
     cfg = config.from_dict(minimal(), overrides=["heads.mask.loss.0.pos_weight=1e-2"])
     assert cfg.heads["mask"].loss[0].kwargs == {"pos_weight": 0.01}
+
+
+def test_config_imports_only_errors_and_registry_from_bioseg():
+    """config is the bottom layer: a module above it imported here would close an import circle."""
+    import ast
+
+    folder = Path(config.__file__).parent
+    allowed = ("bioseg.errors", "bioseg.registry", "bioseg.config")
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.startswith("bioseg"):
+                    assert name.startswith(allowed), f"{path.name} imports {name}"

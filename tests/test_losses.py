@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss, FocalLoss, TverskyLoss
+from pydantic import ValidationError
 
 from bioseg.config import HeadConfig, LossTerm, from_dict
 from bioseg.errors import BiosegError
@@ -491,8 +492,11 @@ def test_composite_from_experiment_config_defaults() -> None:
 def test_composite_errors_are_helpful() -> None:
     with pytest.raises(BiosegError, match="head 'fg': loss 'ce' does not fit a binary head; use 'bce'"):
         build_loss({"fg": HeadConfig(type="binary", loss=[LossTerm(name="ce")])})
-    with pytest.raises(BiosegError, match="head 'fg': loss 'dice' has no option 'smoth'"):
-        build_loss({"fg": HeadConfig(type="binary", loss=[LossTerm(name="dice", smoth=1.0)])})
+    # an option no term declares is refused as soon as the config entry is made
+    with pytest.raises(ValidationError, match="loss 'dice' has no option 'smoth'"):
+        LossTerm(name="dice", smoth=1.0)
+    with pytest.raises(BiosegError, match="head 'fg': 'loss.0': loss 'dice' has no option 'smoth'"):
+        build_loss({"fg": {"type": "binary", "loss": [{"name": "dice", "smoth": 1.0}]}})
     with pytest.raises(BiosegError, match="at least one loss term"):
         build_loss({"fg": HeadConfig(type="binary", loss=[])})
     loss = build_loss(_two_heads())

@@ -198,6 +198,48 @@ def test_model_config_section_maps_onto_create_model():
     assert model(torch.randn(1, 1, 4, 6, 8))["mask"].shape == (1, 3, 4, 6, 8)
 
 
+def test_model_config_choices_are_the_unet_choices():
+    from typing import get_args
+
+    from bioseg.config import ModelConfig
+    from bioseg.nn.blocks import ACTIVATIONS, DOWNSAMPLES, NORMS, UPSAMPLES
+
+    fields = ModelConfig.model_fields
+    for key, choices in (("downsample", DOWNSAMPLES), ("activation", ACTIVATIONS), ("upsample", UPSAMPLES)):
+        assert get_args(fields[key].annotation) == choices, key
+    assert get_args(get_args(fields["norm"].annotation)[0]) == NORMS
+
+
+@pytest.mark.parametrize(
+    ("model_cfg", "layer", "default_layer"),
+    [({"activation": "relu"}, nn.ReLU, nn.LeakyReLU), ({"downsample": "conv"}, nn.Conv2d, nn.MaxPool2d)],
+)
+def test_activation_and_downsample_keys_reach_the_unet(model_cfg, layer, default_layer):
+    from bioseg.config import from_dict
+    from bioseg.engine.module import build_network
+
+    def layers(model: nn.Module) -> set[type]:
+        part = model.downs if "downsample" in model_cfg else model.encoders
+        return {type(m) for m in part.modules()}
+
+    data = {"root": "/d", "patch_size": [16, 16]}
+    default = build_network(from_dict({"data": data, "model": {"widths": [4, 8]}}))
+    changed = build_network(from_dict({"data": data, "model": {"widths": [4, 8], **model_cfg}}))
+    assert default_layer in layers(default) and layer not in layers(default)
+    assert layer in layers(changed) and default_layer not in layers(changed)
+    assert changed(torch.randn(1, 1, 16, 16))["mask"].shape == (1, 1, 16, 16)
+
+
+def test_unet_only_keys_are_refused_for_resunet():
+    from bioseg.config import from_dict
+    from bioseg.engine.module import build_network
+
+    model = {"name": "resunet", "activation": "relu"}
+    cfg = from_dict({"data": {"root": "/d", "patch_size": [32, 32]}, "model": model})
+    with pytest.raises(BiosegError, match="does not use model.activation"):
+        build_network(cfg)
+
+
 def test_count_parameters_matches_hand_count():
     # widths [4], no norm (so convs have biases): conv 1→4 3×3, conv 4→4 3×3, head 1×1 4→2.
     model = UNet(2, 1, {"m": 2}, widths=[4], norm="none")

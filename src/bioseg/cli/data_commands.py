@@ -22,13 +22,9 @@ def check(
     spatial_dims: int | None = typer.Option(None, help="2 or 3 (default: detected from the first image)"),
 ) -> None:
     """Discover a dataset and list every problem before training (exit 0 when usable)."""
-    from bioseg.data.layouts import discover
-    from bioseg.data.validate import check_dataset
-    from bioseg.io import detect_spatial_dims
-
     mapping = parse_mask_values(mask_values)
     layout, csv, axes = "auto", None, None
-    if config is not None:
+    if config is not None:  # first, so that a config error answers at once (nothing heavy imported yet)
         from bioseg import config as config_mod
 
         cfg = config_mod.load(config)
@@ -36,6 +32,10 @@ def check(
         if d.labels == "semantic":  # instance ids are not class indices: only structure is checked
             classes, mapping = d.num_classes, d.mask_values
         layout, csv, axes, spatial_dims = d.layout, d.csv, d.axes, cfg.model.spatial_dims
+    from bioseg.data.layouts import discover
+    from bioseg.data.validate import check_dataset
+    from bioseg.io import detect_spatial_dims
+
     index = discover(data_dir, layout, csv)
     if spatial_dims is None and index.samples:
         spatial_dims = detect_spatial_dims(index.samples[0].image)

@@ -1,17 +1,18 @@
-"""The experiment config: strict pydantic models (:mod:`.schema`; ``post.instances`` in :mod:`.instances`),
-YAML load/dump and ``--set a.b=c`` overrides (:mod:`.loading`).
+"""The experiment config: strict pydantic models (:mod:`.schema`, :mod:`.experiment`; ``post.instances`` in
+:mod:`.instances`), YAML load/dump and ``--set a.b=c`` overrides (:mod:`.loading`). The options of loss terms
+and augmentations are declared in :mod:`.loss_options` and :mod:`.augment_options` and checked on load.
 
 Every section maps one to one onto the keyword arguments of the component it configures, so the
 Python API needs no YAML. Unknown keys are errors that name the closest valid key.
 """
 
+from bioseg.config.experiment import Experiment
 from bioseg.config.instances import InstanceConfig
 from bioseg.config.loading import as_experiment, dump, from_dict, load, parse_overrides, to_dict
 from bioseg.config.schema import (
     AugmentStep,
     BoundaryOptions,
     DataConfig,
-    Experiment,
     HeadConfig,
     HeadFreezingConfig,
     InferConfig,

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from bioseg.config.schema import Experiment
+from bioseg.config.experiment import Experiment
 from bioseg.errors import BiosegError
 from bioseg.registry import did_you_mean
 
@@ -28,7 +28,8 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
         else:
             value = e.get("input")
             shown = f" (got {value!r})" if not isinstance(value, dict) else ""
-            parts.append(f"'{loc}': {e['msg']}{shown}" if loc else e["msg"])
+            msg = e["msg"].removeprefix("Value error, ")  # the validators' own sentences say what is wrong
+            parts.append(f"'{loc}': {msg}{shown}" if loc else msg)
     return f"{source}: " + "; ".join(parts)
 
 

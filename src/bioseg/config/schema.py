@@ -1,4 +1,5 @@
-"""The experiment config's schema: strict pydantic models, one per section.
+"""The experiment config's sections: strict pydantic models, one per section (put together, with the
+checks across sections, in :mod:`bioseg.config.experiment`).
 
 Every section maps one to one onto the keyword arguments of the component it configures, so the
 Python API needs no YAML. Unknown keys are errors that name the closest valid key.
@@ -6,14 +7,26 @@ Python API needs no YAML. Unknown keys are errors that name the closest valid ke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from bioseg.config.augment_options import check_augment_names
+from bioseg.config.channels import parse_channel_spec
 from bioseg.config.instances import InstanceConfig
+from bioseg.config.loss_options import check_loss_names
 from bioseg.config.section import Section
 from bioseg.errors import BiosegError
+
+
+def _as_value_error(check: Callable[..., Any], *args: Any, where: str = "") -> None:
+    """Run ``check``; its BiosegError becomes the ValueError pydantic reports (prefixed with ``where``)."""
+    try:
+        check(*args)
+    except BiosegError as err:
+        raise ValueError(f"{where}{err}") from None
 
 
 class Normalization(Section):
@@ -77,12 +90,7 @@ class DataConfig(Section):
     @classmethod
     def _valid_channel_spec(cls, v: list | None) -> list | None:
         if v is not None:
-            from bioseg.data.channels import parse_channel_spec
-
-            try:
-                parse_channel_spec(v)
-            except BiosegError as err:
-                raise ValueError(str(err)) from None
+            _as_value_error(parse_channel_spec, v)
         return v
 
     @field_validator("classes")
@@ -102,6 +110,12 @@ class ModelConfig(Section):
     )
     residual: bool = False
     upsample: Literal["transpose", "interp", "pixelshuffle"] = "transpose"
+    downsample: Literal["maxpool", "conv"] = Field(
+        default="maxpool", description="unet: max-pooling, or a strided convolution (learnt, kernel = stride)"
+    )
+    activation: Literal["leakyrelu", "relu"] = Field(
+        default="leakyrelu", description="unet: after each convolution (leaky slope 0.01)"
+    )
     dropout: float = Field(default=0.0, ge=0, lt=1)
     pool_sizes: list[list[int]] | None = Field(
         default=None, description="per level and axis, e.g. [[1,2,2],[2,2,2]] for coarse z; None: 2 everywhere"
@@ -117,11 +131,19 @@ class ModelConfig(Section):
 
 
 class LossTerm(Section):
-    """One weighted term; extra keyword arguments go to the loss (e.g. pos_weight, alpha, gamma)."""
+    """One weighted term; extra keyword arguments go to the loss (e.g. pos_weight, alpha, gamma).
+
+    Name and option names are checked here; whether the term fits its head, and the option values, once
+    the head is known (:class:`Experiment`). See :mod:`bioseg.config.loss_options`."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str
-    weight: float = 1.0
+    weight: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _declared(self) -> LossTerm:
+        _as_value_error(check_loss_names, self.name, self.kwargs)
+        return self
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -231,11 +253,19 @@ class SchedConfig(Section):
 
 
 class AugmentStep(Section):
-    """One augmentation: a registered name, its probability and its keyword arguments."""
+    """One augmentation: a registered name, its probability and its keyword arguments.
+
+    Name and option names are checked here; option values once the spatial dims are known
+    (:class:`Experiment`). See :mod:`bioseg.config.augment_options`."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str
     p: float = Field(default=0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _declared(self) -> AugmentStep:
+        _as_value_error(check_augment_names, self.name, self.kwargs)
+        return self
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -266,71 +296,6 @@ class PostConfig(Section):
     min_size: int = Field(default=0, ge=0, description="remove foreground components smaller than this")
     fill_holes: bool = False
     instances: InstanceConfig = Field(default_factory=InstanceConfig)
-
-
-class Experiment(Section):
-    name: str = "experiment"
-    output_dir: Path = Path("runs")
-    seed: int = 0
-    data: DataConfig
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    heads: dict[str, HeadConfig] | None = Field(
-        default=None, description="default: one head 'mask' of the type the classes imply"
-    )
-    loss: list[LossTerm] | None = Field(default=None, description="default loss for heads without one")
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    sched: SchedConfig = Field(default_factory=SchedConfig)
-    augment: list[AugmentStep] = Field(default_factory=default_augment)
-    infer: InferConfig = Field(default_factory=InferConfig)
-    post: PostConfig = Field(default_factory=PostConfig)
-
-    @model_validator(mode="after")
-    def _resolve_heads(self) -> Experiment:
-        if self.heads is None:
-            n = self.data.num_classes
-            kind = "binary" if n == 2 else "multiclass"
-            object.__setattr__(self, "heads", {"mask": HeadConfig(type=kind, classes=n)})
-        for head in self.heads.values():
-            if head.loss is None:
-                head.loss = [t.model_copy() for t in self.loss] if self.loss else default_loss(head.type)
-        if len(self.data.patch_size) != self.model.spatial_dims:
-            raise ValueError(
-                f"data.patch_size {self.data.patch_size} has {len(self.data.patch_size)} values but "
-                f"model.spatial_dims is {self.model.spatial_dims}"
-            )
-        if self.infer.patch_size is None:
-            self.infer.patch_size = list(self.data.patch_size)
-        self._resolve_instance_heads()
-        return self
-
-    def _resolve_instance_heads(self) -> None:
-        inst = self.post.instances
-        if inst.mode == "off":
-            return
-
-        def first(targets: tuple[str, ...]) -> str | None:
-            return next((name for name, h in self.heads.items() if h.target in targets), None)
-
-        # the foreground mode reads no boundary head: resolving one would set an option it refuses
-        if inst.mode == "boundary" and inst.boundary_head is None:
-            inst.boundary_head = first(("boundary", "three_class"))
-        if inst.foreground_head is None:
-            inst.foreground_head = first(("foreground", "three_class")) or first(("mask",))
-        for key in ("boundary_head", "foreground_head"):
-            name = getattr(inst, key)
-            if name is not None and name not in self.heads:
-                raise ValueError(f"post.instances.{key} '{name}' is not a head; heads: {', '.join(self.heads)}")
-        needed = inst.boundary_head if inst.mode == "boundary" else inst.foreground_head
-        if needed is None:
-            raise ValueError(
-                f"post.instances.mode '{inst.mode}' needs a head with target "
-                + ("boundary or three_class" if inst.mode == "boundary" else "foreground, mask or three_class")
-            )
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.name / f"fold_{self.data.fold}"
 
 
 def default_loss(head_type: str) -> list[LossTerm]:

@@ -20,13 +20,13 @@ training device to keep large noise fields there.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from bioseg.config.augment_options import check_augment_names
 from bioseg.data import augment_spatial as spat
 from bioseg.data.augment_transforms import (
     AUGMENTATIONS,
@@ -186,12 +186,7 @@ class Augmentation:
 def make_transform(name: str, spatial_dims: int, p: float = 0.5, **kwargs: Any) -> Transform:
     """One registered transform by name; unknown options raise BiosegError listing the valid ones."""
     cls = AUGMENTATIONS.get(name)
-    valid = [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "spatial_dims")]
-    for key in kwargs:
-        if key not in valid:
-            raise BiosegError(
-                f"augmentation '{name}' has no option '{key}'; valid: {', '.join(valid)}." + did_you_mean(key, valid)
-            )
+    check_augment_names(name, kwargs)  # the declared options, as the config checks them
     return cls(spatial_dims, p=p, **kwargs)
 
 

@@ -159,21 +159,3 @@ def resample(x: Tensor, grid: Tensor, padding_mode: str = "zeros") -> Tensor:
     work = torch.float64 if big else torch.float32
     out = F.grid_sample(x.to(work), grid.to(work), mode="nearest", padding_mode=padding_mode, align_corners=False)
     return out > 0.5 if x.dtype == torch.bool else out.round().to(x.dtype)
-
-
-def check_axes(axes: Sequence[int] | int, spatial_dims: int, what: str, count: int | None = None) -> tuple[int, ...]:
-    """Spatial axes from user input, normalised to 0..d-1 (negative allowed); ``count`` demands that many."""
-    axes = [axes] if isinstance(axes, int) else list(axes)
-    if count is not None and len(axes) != count:
-        raise BiosegError(f"{what}: expected {count} spatial axes, got {axes}; e.g. axes: [-2, -1]")
-    out = []
-    for a in axes:
-        if not isinstance(a, int) or not -spatial_dims <= a < spatial_dims:
-            raise BiosegError(
-                f"{what}: axis {a!r} does not exist for {spatial_dims} spatial dims; "
-                f"use spatial axes 0..{spatial_dims - 1} (or negative, -1 = last)"
-            )
-        out.append(a % spatial_dims)
-    if len(set(out)) != len(out):
-        raise BiosegError(f"{what}: axes {axes} name the same axis twice; give distinct axes")
-    return tuple(out)

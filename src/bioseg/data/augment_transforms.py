@@ -1,17 +1,22 @@
 """The augmentation transforms, registered by name: exact index operations (flip, rot90), resampling
 transforms that share one grid (rotate, scale, elastic) and image-only intensity transforms. Each draws
-its parameters per sample; :mod:`bioseg.data.augment` chains them into a pipeline."""
+its parameters per sample; :mod:`bioseg.data.augment` chains them into a pipeline.
+
+Their options, defaults and value checks are declared in :mod:`bioseg.config.augment_options` (where the
+config checks them when it is loaded); the constructors check their arguments there, and a test keeps
+their signatures equal to the declaration."""
 
 from __future__ import annotations
 
 import abc
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from bioseg.config.augment_options import augment_option
 from bioseg.data import augment_intensity as inten
 from bioseg.data import augment_spatial as spat
 from bioseg.errors import BiosegError
@@ -40,34 +45,6 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator | None,
     if log:
         return torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
     return low + u * (high - low)
-
-
-def _range(
-    value: Any, what: str, *, symmetric: bool = False, around: float | None = None, positive: bool = False
-) -> tuple[float, float]:
-    """A (low, high) pair from a pair or a number: ``x`` → (-x, x) if ``symmetric``, (around - x, around + x)
-    if ``around`` is given, else (x, x) (a fixed value)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        v = float(value)
-        if symmetric:
-            low, high = -abs(v), abs(v)
-        elif around is not None:
-            low, high = around - abs(v), around + abs(v)
-        else:
-            low, high = v, v
-    elif (
-        isinstance(value, Sequence)
-        and len(value) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    ):
-        low, high = float(value[0]), float(value[1])
-    else:
-        raise BiosegError(f"{what} must be a number or a pair [low, high] of numbers, got {value!r}")
-    if low > high:
-        raise BiosegError(f"{what} = {value!r} has low > high; write it as [low, high]")
-    if positive and low <= 0:
-        raise BiosegError(f"{what} = {value!r} must be > 0")
-    return low, high
 
 
 class Transform:
@@ -140,7 +117,7 @@ class Flip(ExactTransform):
 
     def __init__(self, spatial_dims: int, p: float = 0.5, axes: Sequence[int] | None = None) -> None:
         super().__init__(spatial_dims, p)
-        self.axes = spat.check_axes(range(spatial_dims) if axes is None else axes, spatial_dims, "flip.axes")
+        self.axes = augment_option("flip", "axes", axes, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         allowed = torch.zeros(self.spatial_dims, dtype=torch.bool)
@@ -159,7 +136,7 @@ class Rot90(ExactTransform):
 
     def __init__(self, spatial_dims: int, p: float = 0.5, axes: Sequence[int] = (-2, -1)) -> None:
         super().__init__(spatial_dims, p)
-        self.axes = spat.check_axes(axes, spatial_dims, "rot90.axes", count=2)
+        self.axes = augment_option("rot90", "axes", axes, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return {"k": (_rand((n,), generator) * 4).long().clamp(max=3)}
@@ -187,8 +164,8 @@ class Rotate(GridTransform):
         axes: Sequence[int] = (-2, -1),
     ) -> None:
         super().__init__(spatial_dims, p)
-        self.degrees = _range(degrees, "rotate.degrees", symmetric=True)
-        self.axes = spat.check_axes(axes, spatial_dims, "rotate.axes", count=2)
+        self.degrees = augment_option("rotate", "degrees", degrees, spatial_dims)
+        self.axes = augment_option("rotate", "axes", axes, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return {"degrees": _uniform(n, *self.degrees, generator)}
@@ -204,7 +181,7 @@ class Scale(GridTransform):
 
     def __init__(self, spatial_dims: int, p: float = 0.5, range: float | Sequence[float] = (0.8, 1.25)) -> None:
         super().__init__(spatial_dims, p)
-        self.range = _range(range, "scale.range", positive=True)
+        self.range = augment_option("scale", "range", range, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return {"factor": _uniform(n, *self.range, generator, log=True)}
@@ -222,12 +199,8 @@ class Elastic(GridTransform):
         self, spatial_dims: int, p: float = 0.5, alpha: float | Sequence[float] = 10.0, sigma: float = 8.0
     ) -> None:
         super().__init__(spatial_dims, p)
-        self.alpha = _range(alpha, "elastic.alpha")
-        if self.alpha[0] < 0:
-            raise BiosegError(f"elastic.alpha must be >= 0 pixels, got {alpha!r}")
-        if isinstance(sigma, bool) or not isinstance(sigma, int | float) or sigma <= 0:
-            raise BiosegError(f"elastic.sigma must be one number of pixels > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.alpha = augment_option("elastic", "alpha", alpha, spatial_dims)
+        self.sigma = augment_option("elastic", "sigma", sigma, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return {"alpha": _uniform(n, *self.alpha, generator)}
@@ -253,9 +226,7 @@ class GaussianBlur(IntensityTransform):
 
     def __init__(self, spatial_dims: int, p: float = 0.5, sigma: float | Sequence[float] = (0.5, 1.5)) -> None:
         super().__init__(spatial_dims, p)
-        self.sigma = _range(sigma, "gaussian_blur.sigma")
-        if self.sigma[0] < 0:
-            raise BiosegError(f"gaussian_blur.sigma must be >= 0, got {sigma!r}")
+        self.sigma = augment_option("gaussian_blur", "sigma", sigma, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return {"sigma": _uniform(n, *self.sigma, generator)}
@@ -270,9 +241,7 @@ class GaussianNoise(IntensityTransform):
 
     def __init__(self, spatial_dims: int, p: float = 0.5, std: float | Sequence[float] = (0.0, 0.1)) -> None:
         super().__init__(spatial_dims, p)
-        self.std = _range(std, "gaussian_noise.std")
-        if self.std[0] < 0:
-            raise BiosegError(f"gaussian_noise.std must be >= 0, got {std!r}")
+        self.std = augment_option("gaussian_noise", "std", std, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return {"std": _uniform(n, *self.std, generator)}
@@ -287,7 +256,7 @@ class PoissonNoise(IntensityTransform):
 
     def __init__(self, spatial_dims: int, p: float = 0.5, scale: float | Sequence[float] = (20.0, 200.0)) -> None:
         super().__init__(spatial_dims, p)
-        self.scale = _range(scale, "poisson_noise.scale", positive=True)
+        self.scale = augment_option("poisson_noise", "scale", scale, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return {"scale": _uniform(n, *self.scale, generator, log=True)}
@@ -309,10 +278,8 @@ class BrightnessContrast(IntensityTransform):
         contrast: float | Sequence[float] = 0.2,
     ) -> None:
         super().__init__(spatial_dims, p)
-        self.brightness = _range(brightness, "brightness_contrast.brightness", symmetric=True)
-        self.contrast = _range(contrast, "brightness_contrast.contrast", around=1.0)
-        if self.contrast[0] < 0:
-            raise BiosegError(f"brightness_contrast.contrast gives a negative factor: {contrast!r}")
+        self.brightness = augment_option("brightness_contrast", "brightness", brightness, spatial_dims)
+        self.contrast = augment_option("brightness_contrast", "contrast", contrast, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return {
@@ -330,7 +297,7 @@ class Gamma(IntensityTransform):
 
     def __init__(self, spatial_dims: int, p: float = 0.5, range: float | Sequence[float] = (0.7, 1.5)) -> None:
         super().__init__(spatial_dims, p)
-        self.range = _range(range, "gamma.range", positive=True)
+        self.range = augment_option("gamma", "range", range, spatial_dims)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return {"gamma": _uniform(n, *self.range, generator)}

@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from bioseg.config import DataConfig, Experiment
-from bioseg.data.channels import ChannelMapper, is_channel_spec_simple
+from bioseg.config.channels import is_channel_spec_simple
+from bioseg.data.channels import ChannelMapper
 from bioseg.data.head_targets import make_head_targets
 from bioseg.data.layouts import Sample
 from bioseg.data.preprocess import map_mask, normalize, select_channels

@@ -15,15 +15,13 @@ batch, optional pixel-weight map on every sum.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from bioseg.errors import BiosegError
 from bioseg.losses import functional as LF
-from bioseg.losses.terms import LossModule, _number, _registered
+from bioseg.losses.terms import LossModule, _registered
 
 __all__ = ["ClDiceTerm", "soft_cldice_loss", "soft_skeleton"]
 
@@ -130,22 +128,6 @@ class ClDiceTerm(LossModule):
     """Soft clDice loss (binary heads): rewards connected thin structures; usually added to bce + dice."""
 
     name = "cldice"
-    params = {"iterations": 10, "smooth": 1.0}
-
-    def __init__(self, head_type: str, **kwargs: Any) -> None:
-        if head_type == "multiclass":
-            raise BiosegError(
-                "loss 'cldice' scores one thin foreground structure and fits binary heads only; this head is "
-                "multiclass: give the thin structure (e.g. veins) its own binary head, or use 'dice' here"
-            )
-        super().__init__(head_type, **kwargs)
-
-    def _check(self, options: dict[str, Any]) -> dict[str, Any]:
-        it = options["iterations"]
-        if isinstance(it, bool) or not isinstance(it, int) or it < 0:
-            raise TypeError(f"'iterations' must be an integer >= 0, got {it!r}")
-        options["smooth"] = _number("smooth", options["smooth"], low=0.0, strict=True)
-        return options
 
     def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         """``logits (N, 1, *spatial)``, ``target`` and optional ``weight (N, 1, *spatial)`` → scalar."""

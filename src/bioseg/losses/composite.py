@@ -67,7 +67,7 @@ def _head_config(name: str, cfg: Any) -> Any:
         except ValidationError as err:
             first = err.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            raise BiosegError(f"head '{name}': '{loc}': {first['msg']}") from None
+            raise BiosegError(f"head '{name}': '{loc}': {first['msg'].removeprefix('Value error, ')}") from None
     for attr in ("type", "loss", "weight"):
         if not hasattr(cfg, attr):
             raise BiosegError(

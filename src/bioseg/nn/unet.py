@@ -113,9 +113,7 @@ class UNet(nn.Module):
             raise BiosegError(f"in_channels is {in_channels!r}; it must be an integer ≥ 1")
         widths = list(widths) if not isinstance(widths, int) else [widths]
         if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
-            raise BiosegError(
-                f"widths {widths!r} must be a non-empty list of positive ints, e.g. [16, 32, 64]"
-            )
+            raise BiosegError(f"widths {widths!r} must be a non-empty list of positive ints, e.g. [16, 32, 64]")
         check_choice("norm", norm, NORMS)
         check_choice("upsample", upsample, UPSAMPLES)
         check_choice("downsample", downsample, DOWNSAMPLES)

@@ -144,10 +144,9 @@ def sweep(
 
 
 def _plan_runs(config, base, key: str, values: Sequence[Any], fixed: list[str], fold: int | None) -> list[tuple]:
-    """``(value, overrides, experiment)`` per value; every value is checked (config and loss options)
-    before the first run trains."""
+    """``(value, overrides, experiment)`` per value; every value is checked (the config, loss and
+    augmentation options with it) before the first run trains."""
     from bioseg.config import as_experiment
-    from bioseg.losses import build_loss
 
     if key.split(".")[0] == "loss" and base.loss is None:
         head = next(iter(base.heads))
@@ -160,7 +159,6 @@ def _plan_runs(config, base, key: str, values: Sequence[Any], fixed: list[str], 
         run_overrides = [*fixed, f"{key}={json.dumps(value)}", f"name={base.name}-{key}-{i}"]
         try:
             cfg = as_experiment(config, run_overrides, fold=fold)
-            build_loss(cfg.heads)
         except BiosegError as err:
             raise BiosegError(f"{key}={json.dumps(value)} does not make a valid config: {err}") from None
         plans.append((value, run_overrides, cfg))
