@@ -164,7 +164,7 @@ def run_bioseg(
     start = time.monotonic()
     result = bioseg.train(cfg, overrides=list(args.set or []), progress=False)
     train_s = time.monotonic() - start
-    from bioseg.inference.predictor import autocast_dtype
+    from bioseg.inference.precision import autocast_dtype
 
     predictor = Predictor.from_run(result.run_dir)
     head = foreground_head(predictor.cfg)

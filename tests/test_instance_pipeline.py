@@ -199,6 +199,8 @@ def test_3d_instance_training_predicts_and_scores_objects(volumes, tmp_path, cap
     )
     used = bioseg.Predictor.from_run(result.run_dir).cfg.post.instances
     assert {k: getattr(used, k) for k in tuning["chosen"]} == tuning["chosen"]
+    meta = json.loads((result.run_dir / "model" / "model.json").read_text())
+    assert meta["post"] == meta["experiment"]["post"]  # the summary beside the experiment follows it
     with pytest.raises(BiosegError, match="split 'nope'"):
         tune_run(result.run_dir, split="nope", progress=False)
 

@@ -1,7 +1,6 @@
 """Training behaviour through the Python API: NaN stop, reproducibility, schedulers, the real EM data."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -57,23 +56,107 @@ def test_warmup_then_cosine_schedule():
     assert warmup_then(0, 10, cosine=False, floor=0.0)(7) == 1.0
 
 
-@pytest.mark.parametrize("sched", ["plateau", "onecycle", "none"])
-@pytest.mark.parametrize("optim", ["sgd", "adam"])
-def test_other_optimisers_and_schedulers_train(cells_dir, tmp_path, sched, optim):
-    result = bioseg.train(
-        tiny_config(cells_dir, tmp_path),
-        overrides=[*TINY, f"sched.name={sched}", f"optim.name={optim}"],
-        progress=False,
-    )
-    assert math.isfinite(result.history[-1]["train/loss"])
+def _configured(tmp_path, overrides: list[str], steps: int = 20):
+    """``configure_optimizers`` of a module whose trainer will take ``steps`` optimiser steps."""
+    from types import SimpleNamespace
+
+    from bioseg import config
+    from bioseg.engine.module import SegmentationModule
+
+    cfg = config.from_dict({"data": {"root": str(tmp_path)}}, overrides=["model.widths=[4,8]", *overrides])
+    module = SegmentationModule(config.to_dict(cfg))
+    module.trainer = SimpleNamespace(estimated_stepping_batches=steps)
+    return module.configure_optimizers()
 
 
-def test_bf16_training_and_accumulation(cells_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "kind", "group"),
+    [
+        ("adamw", torch.optim.AdamW, {"weight_decay": 0.01}),
+        ("adam", torch.optim.Adam, {"weight_decay": 0.01}),
+        ("sgd", torch.optim.SGD, {"momentum": 0.8, "nesterov": True, "weight_decay": 0.01}),
+    ],
+)
+def test_the_optimiser_and_its_settings(tmp_path, name, kind, group):
+    setup = _configured(tmp_path, [f"optim.name={name}", "optim.lr=0.003", "optim.weight_decay=0.01",
+                                   "optim.momentum=0.8"])  # fmt: skip
+    opt = setup["optimizer"]
+    assert type(opt) is kind  # AdamW is not an Adam subclass: the exact type is checked
+    assert opt.param_groups[0]["initial_lr"] == pytest.approx(0.003)  # the schedule scales it from there
+    assert {k: opt.param_groups[0][k] for k in group} == group
+
+
+def _lrs(setup, steps: int) -> list[float]:
+    opt, sched = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_cosine_schedule_warms_up_then_decays_to_min_lr(tmp_path):
+    setup = _configured(tmp_path, ["sched.name=cosine", "train.epochs=4", "sched.warmup_epochs=1",
+                                   "optim.lr=0.01", "sched.min_lr=0.0001"])  # fmt: skip
+    assert setup["lr_scheduler"]["interval"] == "step"
+    lrs = _lrs(setup, 21)
+    assert lrs[0] < lrs[4] < 0.01 and lrs[5] == pytest.approx(0.01)  # 5 warm-up steps of 20: one epoch
+    assert all(a >= b for a, b in zip(lrs[5:], lrs[6:], strict=False))
+    assert lrs[20] == pytest.approx(0.0001)
+
+
+def test_constant_schedule_keeps_the_rate(tmp_path):
+    lrs = _lrs(_configured(tmp_path, ["sched.name=none", "sched.warmup_epochs=0", "optim.lr=0.01"]), 20)
+    assert lrs == [pytest.approx(0.01)] * 20
+
+
+def test_onecycle_rises_to_the_rate_then_falls(tmp_path):
+    lrs = _lrs(_configured(tmp_path, ["sched.name=onecycle", "optim.lr=0.01"]), 20)
+    peak = max(range(20), key=lrs.__getitem__)
+    assert lrs[0] < 0.001 and lrs[peak] == pytest.approx(0.01, rel=0.05) and 3 <= peak <= 8 and lrs[-1] < 0.001
+
+
+def test_plateau_schedule_lowers_the_rate_when_the_metric_stalls(tmp_path):
+    setup = _configured(tmp_path, ["sched.name=plateau", "sched.patience=2", "sched.factor=0.5", "optim.lr=0.01"])
+    assert setup["lr_scheduler"]["monitor"] == "val/dice_mean"
+    opt, sched = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
+    for _ in range(3):  # an improvement, then three epochs without: patience 2 is exceeded
+        sched.step(0.5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+    sched.step(0.5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize(("accumulate", "steps"), [(1, 4), (2, 2)])
+def test_accumulation_sets_the_number_of_optimiser_steps(cells_dir, tmp_path, accumulate, steps):
+    # TINY: 8 patches per epoch in batches of 4 → 2 batches per epoch; 2 epochs
     result = bioseg.train(
         tiny_config(cells_dir, tmp_path),
-        overrides=[*TINY, "train.precision=bf16-mixed", "train.accumulate_grad_batches=2"],
+        overrides=[*TINY, "train.epochs=2", "train.precision=32", f"train.accumulate_grad_batches={accumulate}"],
         progress=False,
     )
+    last = torch.load(result.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == steps
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16-mixed", torch.bfloat16), ("32", None)])
+def test_training_precision_is_the_dtype_the_forward_runs_in(cells_dir, tmp_path, monkeypatch, precision, dtype):
+    from bioseg.engine.module import SegmentationModule
+
+    seen = []
+    real_step = SegmentationModule.training_step
+
+    def recording(self, batch, batch_idx):
+        enabled = torch.is_autocast_enabled("cpu")
+        seen.append(torch.get_autocast_dtype("cpu") if enabled else None)
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SegmentationModule, "training_step", recording)
+    result = bioseg.train(
+        tiny_config(cells_dir, tmp_path), overrides=[*TINY, f"train.precision={precision}"], progress=False
+    )
+    assert seen and set(seen) == {dtype}
     assert (result.model_dir / "weights.safetensors").is_file()
 
 

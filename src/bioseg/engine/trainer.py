@@ -19,6 +19,7 @@ from bioseg.data.datamodule import SegmentationDataModule
 from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts
 from bioseg.engine.module import SegmentationModule
 from bioseg.errors import BiosegError
+from bioseg.inference.precision import cpu_has_native_bf16
 from bioseg.nn.bundle import save_model
 from bioseg.reports.history import read_metrics_csv
 
@@ -185,11 +186,7 @@ def resolve_precision(precision: str, accelerator: str) -> str:
         return precision
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return "bf16-mixed" if native else "32"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32"
 
 
 def _logger(run_dir: Path):
