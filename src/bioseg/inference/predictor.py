@@ -22,7 +22,6 @@ from bioseg.nn.blocks import ConvBlock
 from bioseg.nn.bundle import ModelBundle
 from bioseg.postprocess.semantic import clean_labels
 
-
 #: (conv, norm) attribute pairs of blocks whose forward feeds the conv's output only into the norm
 _CONV_NORM_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {ConvBlock: (("conv1", "norm1"), ("conv2", "norm2"))}
 

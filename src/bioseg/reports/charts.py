@@ -79,6 +79,14 @@ def new_figure(figsize: tuple[float, float]):
     return fig
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (its folder created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
 def plot_training_curves(rows: Sequence[dict[str, float]], out_dir: str | Path) -> list[Path]:
     """Draw one PNG per metric family from per-epoch metric rows.
 
@@ -310,7 +318,5 @@ def save_snapshot(
         ax.set_axis_off()
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    path = save_figure(fig, path)
     return path

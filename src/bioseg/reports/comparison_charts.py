@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bioseg.reports.charts import new_figure
+from bioseg.reports.charts import new_figure, save_figure
 
 
 def finite(values: list[float]) -> list[float]:
@@ -66,8 +66,7 @@ def plot_test_scores(rows: list[dict[str, Any]], keys: list[str], path: Path, sp
     ax.grid(axis="y", alpha=0.3)
     # below the axes, so that no bar is hidden behind it
     ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(3, len(names)), frameon=False)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_validation_curves(records: Sequence[Any], labels: list[str], path: Path) -> Path:
@@ -103,5 +102,4 @@ def plot_validation_curves(records: Sequence[Any], labels: list[str], path: Path
         ax.grid(alpha=0.3)
         if p == 0:
             ax.legend(fontsize="small")
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, dpi=110)

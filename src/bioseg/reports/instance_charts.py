@@ -16,7 +16,7 @@ import numpy as np
 
 from bioseg.errors import BiosegError
 from bioseg.metrics.instance import InstanceScores
-from bioseg.reports.charts import new_figure
+from bioseg.reports.charts import new_figure, save_figure
 
 __all__ = ["plot_f1_by_size", "plot_f1_vs_iou"]
 
@@ -71,13 +71,6 @@ def _size_table(scores: Any, bins: Any) -> tuple[np.ndarray, list[dict[str, Any]
     return np.asarray(scores["thresholds"], np.float64), rows
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
-
-
 def plot_f1_vs_iou(
     scores_by_name: Mapping[str, InstanceScores | Mapping[str, Any]],
     path: str | Path,
@@ -114,7 +107,7 @@ def plot_f1_vs_iou(
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_f1_by_size(
@@ -167,4 +160,4 @@ def plot_f1_by_size(
         bar.grid(alpha=0.3, axis="y")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

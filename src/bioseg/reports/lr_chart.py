@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bioseg.reports.charts import new_figure
+from bioseg.reports.charts import new_figure, save_figure
 
 
 def plot_lr_find(result: Any, path: str | Path) -> Path:
@@ -40,7 +40,4 @@ def plot_lr_find(result: Any, path: str | Path) -> Path:
     ax.set_title("learning-rate range test")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bioseg.reports.charts import new_figure
+from bioseg.reports.charts import new_figure, save_figure
 
 
 def sweep_axis(values: Sequence[Any], key: str = "value") -> tuple[list[float], str, bool, list[str] | None]:
@@ -63,7 +63,4 @@ def plot_sweep(rows: list[dict[str, Any]], key: str, path: str | Path, title: st
     ax.set_title(title or f"per-class accuracy against {label}", fontsize="medium")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, dpi=110)
