@@ -318,5 +318,4 @@ def save_snapshot(
         ax.set_axis_off()
     if title:
         fig.suptitle(title)
-    path = save_figure(fig, path)
-    return path
+    return save_figure(fig, path)
