@@ -14,6 +14,7 @@ _API = {
     "train": ("bioseg.engine.trainer", "train"),
     "TrainResult": ("bioseg.engine.trainer", "TrainResult"),
     "Predictor": ("bioseg.inference.predictor", "Predictor"),
+    "ModelBundle": ("bioseg.nn.bundle", "ModelBundle"),
     "predict": ("bioseg.inference.files", "predict_files"),
     "evaluate": ("bioseg.workflows.evaluate", "evaluate_run"),
     "evaluate_folders": ("bioseg.workflows.evaluate", "evaluate_folders"),
