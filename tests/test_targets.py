@@ -10,12 +10,10 @@ from skimage.segmentation import find_boundaries
 from bioseg.data.targets import (
     boundary_target,
     class_balance_weights,
-    default_max_distance,
     foreground_boundary_target,
-    object_distances,
     three_class_target,
-    unet_weight_map,
 )
+from bioseg.data.weight_map import default_max_distance, object_distances, unet_weight_map
 from bioseg.errors import BiosegError
 
 SHAPES = {2: (33, 34), 3: (17, 18, 19)}

@@ -172,7 +172,35 @@ def crop(arrays: dict[str, np.ndarray], start: Sequence[int], size: Sequence[int
     return out
 
 
-class PatchDataset(Dataset):
+class SeededDraws(Dataset):
+    """Base of the training datasets: ``patches_per_epoch`` random draws per epoch, item ``i`` of epoch
+    ``e`` drawn from a generator seeded by ``(seed, e, i)``, so a run gives the same items whatever the
+    number of workers. ``channels``: a random channel spec, drawn per item."""
+
+    def __init__(self, patches_per_epoch: int, seed: int, channels: ChannelMapper | None) -> None:
+        self.channels = channels
+        self.length = patches_per_epoch
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, index))
+
+    def _with_drawn_channels(self, item: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """``item`` with its image through the channel spec (a new dict, so stored items stay unchanged);
+        ``item`` itself when there is no spec."""
+        if self.channels is None:
+            return item
+        return {**item, "image": torch.from_numpy(self.channels(item["image"].numpy(), train=True, rng=rng))}
+
+
+class PatchDataset(SeededDraws):
     """Random patches of ``patch_size``; a fraction of them centred on a foreground pixel.
 
     Item ``i`` of epoch ``e`` is drawn from a generator seeded by ``(seed, e, i)``: the same run gives the
@@ -190,13 +218,10 @@ class PatchDataset(Dataset):
         max_foreground_points: int = 4096,
         channels: ChannelMapper | None = None,
     ) -> None:
-        self.channels = channels  # a random channel spec, drawn per patch
+        super().__init__(patches_per_epoch, seed, channels)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.arrays = [{k: pad_to(v, self.patch_size) for k, v in s.arrays().items()} for s in samples]
-        self.length = patches_per_epoch
         self.foreground_fraction = foreground_fraction
-        self.seed = seed
-        self.epoch = 0
         rng = np.random.default_rng(seed)
         self.foreground = []
         for s in samples:  # a bounded subsample of foreground coordinates per image, to centre patches on
@@ -208,14 +233,8 @@ class PatchDataset(Dataset):
                 points = points[rng.choice(len(points), max_foreground_points, replace=False)]
             self.foreground.append(points)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        rng = self._rng(index)
         k = int(rng.integers(len(self.arrays)))
         arrays, points = self.arrays[k], self.foreground[k]
         spatial = arrays["image"].shape[1:]
@@ -226,10 +245,7 @@ class PatchDataset(Dataset):
             ]
         else:
             start = [int(rng.integers(0, s - p + 1)) for p, s in zip(self.patch_size, spatial, strict=True)]
-        item = crop(arrays, start, self.patch_size)
-        if self.channels is not None:
-            item["image"] = torch.from_numpy(self.channels(item["image"].numpy(), train=True, rng=rng))
-        return item
+        return self._with_drawn_channels(crop(arrays, start, self.patch_size), rng)
 
 
 class WholeImageDataset(Dataset):

@@ -6,7 +6,8 @@ import numpy as np
 from scipy import ndimage
 
 from bioseg.config import Experiment, HeadConfig
-from bioseg.data.targets import boundary_target, three_class_target, unet_weight_map
+from bioseg.data.targets import boundary_target, three_class_target
+from bioseg.data.weight_map import unet_weight_map
 
 
 def instance_labels(mask: np.ndarray, labels_kind: str) -> np.ndarray:

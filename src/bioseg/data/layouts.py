@@ -180,7 +180,9 @@ def _discover_xy(root: Path) -> DatasetIndex:
     return DatasetIndex(root=root, layout="xy", samples=_sorted(samples), presplit=presplit, problems=problems)
 
 
-def _discover_csv(root: Path, csv: str | Path | None) -> DatasetIndex:
+def _find_csv(root: Path, csv: str | Path | None) -> Path:
+    """The CSV file of the 'csv' layout: ``data.csv`` (relative to the dataset folder if not found as
+    given), the root itself when it is a file, or the one .csv file in the root folder."""
     if csv is not None:
         csv_path = Path(csv)
         if not csv_path.is_absolute() and not csv_path.exists() and root.is_dir():
@@ -198,7 +200,12 @@ def _discover_csv(root: Path, csv: str | Path | None) -> DatasetIndex:
         csv_path = found[0]
     if not csv_path.is_file():
         raise BiosegError(f"CSV file {csv_path} does not exist; check data.csv")
-    base = csv_path.parent
+    return csv_path
+
+
+def _read_csv_rows(csv_path: Path) -> list[dict[str, str]]:
+    """The rows of the CSV with lower-case, stripped column names and stripped values; the header must
+    name the columns image and mask."""
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv_module.DictReader(fh))
@@ -213,7 +220,13 @@ def _discover_csv(root: Path, csv: str | Path | None) -> DatasetIndex:
             f"{csv_path} has columns {', '.join(header)}; it needs the columns image,mask "
             "(and optionally name), with paths relative to the CSV's folder"
         )
+    return rows
 
+
+def _discover_csv(root: Path, csv: str | Path | None) -> DatasetIndex:
+    csv_path = _find_csv(root, csv)
+    base = csv_path.parent
+    rows = _read_csv_rows(csv_path)
     samples: list[Sample] = []
     problems: list[str] = []
     seen: dict[str, int] = {}

@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from bioseg.config import Experiment
-from bioseg.data.dataset import PatchDataset
+from bioseg.data.dataset import PatchDataset, SeededDraws
 from bioseg.errors import BiosegError
 
 INDEX = "patch_set.json"
@@ -57,12 +56,12 @@ def write_patch_set(
     return out_dir
 
 
-class PatchSetDataset(Dataset):
+class PatchSetDataset(SeededDraws):
     """Random draws from a stored patch set, seeded per ``(seed, epoch, index)`` like ``PatchDataset``."""
 
     def __init__(self, folder: Path, cfg: Experiment, patches_per_epoch: int, seed: int = 0, channels=None) -> None:
+        super().__init__(patches_per_epoch, seed, channels)
         folder = Path(folder)
-        self.channels = channels  # a random channel spec, drawn per patch as in PatchDataset
         index = folder / INDEX
         if not index.is_file():
             raise BiosegError(f"{folder} is not a complete patch set (no {INDEX}); write one with 'bioseg patches'")
@@ -76,17 +75,7 @@ class PatchSetDataset(Dataset):
         for i in range(doc["count"]):
             with np.load(folder / f"patch_{i:06d}.npz") as f:
                 self.items.append({k: torch.from_numpy(f[k]) for k in f.files})
-        self.length, self.seed, self.epoch = patches_per_epoch, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        item = self.items[int(rng.integers(len(self.items)))]
-        if self.channels is not None:
-            item = {**item, "image": torch.from_numpy(self.channels(item["image"].numpy(), train=True, rng=rng))}
-        return item
+        rng = self._rng(index)
+        return self._with_drawn_channels(self.items[int(rng.integers(len(self.items)))], rng)

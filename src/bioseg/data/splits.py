@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +35,38 @@ SPLITS_VERSION = 1
 _FOLD_FILE = re.compile(r"fold_(\d+)_(train|val)\.txt")
 
 
+@dataclass(frozen=True)
+class SplitOptions:
+    """How a dataset is split; the keyword arguments of :func:`compute_splits` and :func:`make_splits`.
+
+    ``folds``: cross-validation folds (1: one train/val cut of ``val_split``). ``test_split``: the
+    fraction held out for testing (0: no test set). ``val_split``: with one fold, the fraction of the
+    rest that validates. ``stratified`` balances the classes present per sample, which the functions'
+    ``class_presence`` gives (``check_dataset(...).summary["class_presence"]``). ``seed``: the only
+    source of randomness.
+    """
+
+    folds: int = 5
+    test_split: float = 0.2
+    val_split: float = 0.15
+    stratified: bool = False
+    seed: int = 0
+
+
 def compute_splits(
-    index: DatasetIndex,
-    *,
-    folds: int = 5,
-    test_split: float = 0.2,
-    val_split: float = 0.15,
-    stratified: bool = False,
-    seed: int = 0,
-    class_presence: dict[str, list[int]] | None = None,
+    index: DatasetIndex, *, class_presence: dict[str, list[int]] | None = None, **options: Any
 ) -> dict[str, Any]:
     """The split without writing it: ``{"test": names, "folds": [{"train": names, "val": names}, ...]}``.
 
-    Every list is sorted by name. See ``make_splits`` for the parameters.
+    Every list is sorted by name. ``options`` are the fields of :class:`SplitOptions`.
     """
-    _check_parameters(folds, test_split, val_split)
+    opts = SplitOptions(**options)
+    _check_parameters(opts.folds, opts.test_split, opts.val_split)
     names = sorted(index.names, key=natural_key)
     if not names:
         raise BiosegError(f"the dataset {index.root} has no samples to split")
-    labels = _labels(names, stratified, class_presence)
-    rng = np.random.default_rng(seed)
+    labels = _labels(names, opts.stratified, class_presence)
+    rng = np.random.default_rng(opts.seed)
     presplit = index.presplit or {}
 
     fixed_val = list(presplit.get("val") or [])
@@ -60,34 +74,21 @@ def compute_splits(
     base = [n for n in names if n not in set(fixed_val) | set(fixed_test)]
 
     def too_few() -> BiosegError:
-        return _too_few(index, len(base), bool(fixed_test), folds, test_split, val_split)
+        return _too_few(index, len(base), bool(fixed_test), opts.folds, opts.test_split, opts.val_split)
 
     if fixed_test:
         test, pool = fixed_test, base
     else:
-        n_test = _fraction_count(test_split, len(base))
-        if len(base) - n_test < 1:
-            raise too_few()
-        test, pool = _divide(base, [n_test, len(base) - n_test], labels, rng)
+        test, pool = _cut_fraction(base, opts.test_split, labels, rng, too_few)
     if not pool:
         raise too_few()
 
     if fixed_val:
         fold_list = [{"train": pool, "val": fixed_val}]
-    elif folds > 1:
-        if len(pool) < folds:
-            raise too_few()
-        sizes = [len(pool) // folds + (k < len(pool) % folds) for k in range(folds)]
-        parts = _divide(pool, sizes, labels, rng)
-        fold_list = [
-            {"train": [n for j, part in enumerate(parts) if j != k for n in part], "val": parts[k]}
-            for k in range(folds)
-        ]
+    elif opts.folds > 1:
+        fold_list = _cross_validation_folds(pool, opts.folds, labels, rng, too_few)
     else:
-        n_val = _fraction_count(val_split, len(pool))
-        if len(pool) - n_val < 1:
-            raise too_few()
-        val, train = _divide(pool, [n_val, len(pool) - n_val], labels, rng)
+        val, train = _cut_fraction(pool, opts.val_split, labels, rng, too_few)
         fold_list = [{"train": train, "val": val}]
 
     def tidy(group: list[str]) -> list[str]:
@@ -102,66 +103,20 @@ def compute_splits(
 def make_splits(
     index: DatasetIndex,
     *,
-    folds: int = 5,
-    test_split: float = 0.2,
-    val_split: float = 0.15,
-    stratified: bool = False,
-    seed: int = 0,
     class_presence: dict[str, list[int]] | None = None,
     out_dir: str | Path | None = None,
+    **options: Any,
 ) -> Path:
     """Write the split files under ``out_dir`` (default ``index.root/splits``) and return that folder.
 
-    ``folds``: cross-validation folds (1: one train/val cut of ``val_split``). ``test_split``: the
-    fraction held out for testing (0: no test set). ``stratified`` balances the classes present per
-    sample, which ``class_presence`` gives (``check_dataset(...).summary["class_presence"]``).
+    ``options`` are the fields of :class:`SplitOptions`; ``class_presence`` (classes per sample) is
+    needed by a stratified split and, when given, its counts per part are recorded in ``splits.json``.
     Fold files left by an earlier split with more folds are removed.
     """
-    split = compute_splits(
-        index,
-        folds=folds,
-        test_split=test_split,
-        val_split=val_split,
-        stratified=stratified,
-        seed=seed,
-        class_presence=class_presence,
-    )
+    split = compute_splits(index, class_presence=class_presence, **options)
+    info = _split_info(index, SplitOptions(**options), split, class_presence)
     out = Path(out_dir) if out_dir is not None else Path(index.root) / "splits"
-    info: dict[str, Any] = {
-        "version": SPLITS_VERSION,
-        "root": str(index.root),
-        "layout": index.layout,
-        "seed": seed,
-        "folds": len(split["folds"]),
-        "folds_requested": folds,
-        "test_split": test_split,
-        "val_split": val_split,
-        "stratified": stratified,
-        "presplit": {k: bool(v) for k, v in (index.presplit or {}).items()} or None,
-        "counts": {
-            "samples": len(index.samples),
-            "test": len(split["test"]),
-            "folds": [{"train": len(f["train"]), "val": len(f["val"])} for f in split["folds"]],
-        },
-    }
-    if class_presence is not None:
-        info["class_presence"] = _presence_counts(split, class_presence)
-    _refuse_read_only(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for old in out.iterdir():
-            if _FOLD_FILE.fullmatch(old.name):
-                old.unlink()
-        _write_names(out / "test.txt", split["test"])
-        for k, fold in enumerate(split["folds"]):
-            _write_names(out / f"fold_{k}_train.txt", fold["train"])
-            _write_names(out / f"fold_{k}_val.txt", fold["val"])
-        (out / "splits.json").write_text(json.dumps(info, indent=2) + "\n")
-    except OSError as err:
-        raise BiosegError(
-            f"cannot write the split files to {out} ({err.strerror or err}): "
-            "choose a writable folder (data.splits_dir, or the split command's output option)"
-        ) from None
+    _write_split_files(out, split, info)
     return out
 
 
@@ -189,6 +144,90 @@ def load_split(splits_dir: str | Path, fold: int) -> dict[str, list[str]]:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def _cut_fraction(
+    names: list[str],
+    fraction: float,
+    labels: dict[str, frozenset[int]] | None,
+    rng: np.random.Generator,
+    too_few: Callable[[], BiosegError],
+) -> tuple[list[str], list[str]]:
+    """``(part, rest)``: ``fraction`` of ``names`` (see :func:`_fraction_count`) and the rest, which must
+    keep at least one sample."""
+    n_part = _fraction_count(fraction, len(names))
+    if len(names) - n_part < 1:
+        raise too_few()
+    part, rest = _divide(names, [n_part, len(names) - n_part], labels, rng)
+    return part, rest
+
+
+def _cross_validation_folds(
+    pool: list[str],
+    folds: int,
+    labels: dict[str, frozenset[int]] | None,
+    rng: np.random.Generator,
+    too_few: Callable[[], BiosegError],
+) -> list[dict[str, list[str]]]:
+    """``folds`` parts of ``pool`` as equal as possible; fold k validates on part k, trains on the rest."""
+    if len(pool) < folds:
+        raise too_few()
+    sizes = [len(pool) // folds + (k < len(pool) % folds) for k in range(folds)]
+    parts = _divide(pool, sizes, labels, rng)
+    return [
+        {"train": [n for j, part in enumerate(parts) if j != k for n in part], "val": parts[k]}
+        for k in range(folds)
+    ]
+
+
+def _split_info(
+    index: DatasetIndex,
+    opts: SplitOptions,
+    split: dict[str, Any],
+    class_presence: dict[str, list[int]] | None,
+) -> dict[str, Any]:
+    """The content of ``splits.json``: the parameters, where the dataset came from, and the counts."""
+    info: dict[str, Any] = {
+        "version": SPLITS_VERSION,
+        "root": str(index.root),
+        "layout": index.layout,
+        "seed": opts.seed,
+        "folds": len(split["folds"]),
+        "folds_requested": opts.folds,
+        "test_split": opts.test_split,
+        "val_split": opts.val_split,
+        "stratified": opts.stratified,
+        "presplit": {k: bool(v) for k, v in (index.presplit or {}).items()} or None,
+        "counts": {
+            "samples": len(index.samples),
+            "test": len(split["test"]),
+            "folds": [{"train": len(f["train"]), "val": len(f["val"])} for f in split["folds"]],
+        },
+    }
+    if class_presence is not None:
+        info["class_presence"] = _presence_counts(split, class_presence)
+    return info
+
+
+def _write_split_files(out: Path, split: dict[str, Any], info: dict[str, Any]) -> None:
+    """``test.txt``, ``fold_<k>_{train,val}.txt`` and ``splits.json`` in ``out``, replacing the fold files
+    of an earlier split."""
+    _refuse_read_only(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.iterdir():
+            if _FOLD_FILE.fullmatch(old.name):
+                old.unlink()
+        _write_names(out / "test.txt", split["test"])
+        for k, fold in enumerate(split["folds"]):
+            _write_names(out / f"fold_{k}_train.txt", fold["train"])
+            _write_names(out / f"fold_{k}_val.txt", fold["val"])
+        (out / "splits.json").write_text(json.dumps(info, indent=2) + "\n")
+    except OSError as err:
+        raise BiosegError(
+            f"cannot write the split files to {out} ({err.strerror or err}): "
+            "choose a writable folder (data.splits_dir, or the split command's output option)"
+        ) from None
 
 
 def _refuse_read_only(out: Path) -> None:

@@ -152,11 +152,56 @@ def sliding_window(
         dict with the keys of ``predict``'s output, each ``(K_head, *spatial)`` float32 on the image's device:
         ``sum(w * pred) / sum(w)`` over the tiles covering each pixel.
     """
+    patch = _check_arguments(image, patch_size, overlap, blending, batch_size, size_divisor, pad_mode)
+    padded, crop = _pad_to_patch(image, patch, pad_mode)
+    full = tuple(padded.shape[1:])
+    tiles = _tile_regions(full, patch, overlap)
+    device = image.device
+    window = gaussian_window(patch, device=device) if blending == "gaussian" else torch.ones(patch, device=device)
+
+    outputs: dict[str, torch.Tensor] = {}
+    weight = torch.zeros(full, dtype=torch.float32, device=device)
+    batches = range(0, len(tiles), batch_size)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(batches), desc="tiles", unit="batch", file=sys.stderr, disable=not progress)
+    with bar, torch.no_grad():
+        for first in batches:
+            regions = tiles[first : first + batch_size]
+            batch = torch.stack([padded[(slice(None), *r)] for r in regions])
+            result = predict(batch)
+            _check_prediction(result, outputs, tuple(batch.shape), patch)
+            _add_weighted(outputs, result, regions, window, full)
+            for r in regions:
+                weight[r] += window
+            bar.update(1)
+    # every pixel is covered by at least one tile and window weights are >= 1e-3, so no division by zero
+    return {key: out.div_(weight)[(slice(None), *crop)].contiguous() for key, out in outputs.items()}
+
+
+def _tile_regions(full: tuple[int, ...], patch: tuple[int, ...], overlap: float) -> list[tuple[slice, ...]]:
+    """The region of every tile in an image of shape ``full`` (see :func:`tile_starts`), C order."""
+    starts = [tile_starts(n, p, overlap) for n, p in zip(full, patch, strict=True)]
+    return [
+        tuple(slice(s, s + p) for s, p in zip(origin, patch, strict=True)) for origin in itertools.product(*starts)
+    ]
+
+
+def _check_arguments(
+    image: torch.Tensor,
+    patch_size: Sequence[int],
+    overlap: float,
+    blending: str,
+    batch_size: int,
+    size_divisor: Sequence[int] | int,
+    pad_mode: str,
+) -> tuple[int, ...]:
+    """Validate the arguments of :func:`sliding_window`; returns the tile size, rounded down per axis to a
+    multiple of ``size_divisor`` (at least one divisor)."""
     if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4):
         shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
         raise BiosegError(f"image is {shape}; expected a tensor (C, *spatial) with 2 or 3 spatial axes")
     ndim = image.ndim - 1
-    spatial = tuple(image.shape[1:])
     patch = _per_axis(patch_size, ndim, "patch_size")
     divisor = _per_axis(size_divisor, ndim, "size_divisor")
     if blending not in _BLENDINGS:
@@ -167,63 +212,61 @@ def sliding_window(
         raise BiosegError(f"overlap is {overlap}; expected 0 <= overlap < 1 (a fraction of the patch)")
     if batch_size < 1:
         raise BiosegError(f"batch_size is {batch_size}; expected at least 1 tile per forward pass")
+    return tuple(max(d, p // d * d) for p, d in zip(patch, divisor, strict=True))
 
-    patch = tuple(max(d, p // d * d) for p, d in zip(patch, divisor, strict=True))
+
+def _pad_to_patch(
+    image: torch.Tensor, patch: tuple[int, ...], pad_mode: str
+) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """``image`` padded symmetrically along every axis shorter than the tile, and the crop that takes the
+    padding off again."""
     padded = image
     crop = []
-    for axis, (n, p) in enumerate(zip(spatial, patch, strict=True)):
+    for axis, (n, p) in enumerate(zip(image.shape[1:], patch, strict=True)):
         diff = max(p - n, 0)
         before = diff // 2
         padded = _pad_axis(padded, axis + 1, before, diff - before, pad_mode)
         crop.append(slice(before, before + n))
-    full = tuple(padded.shape[1:])
+    return padded, tuple(crop)
 
-    starts = [tile_starts(n, p, overlap) for n, p in zip(full, patch, strict=True)]
-    tiles = list(itertools.product(*starts))
-    if blending == "gaussian":
-        window = gaussian_window(patch, device=image.device)
-    else:
-        window = torch.ones(patch, device=image.device)
 
-    outputs: dict[str, torch.Tensor] = {}
-    weight = torch.zeros(full, dtype=torch.float32, device=image.device)
-    batches = range(0, len(tiles), batch_size)
-    from tqdm import tqdm
+def _check_prediction(
+    result: object, outputs: Mapping[str, torch.Tensor], batch_shape: tuple[int, ...], patch: tuple[int, ...]
+) -> None:
+    """``predict``'s output for one batch must be a dict of ``(B, K, *patch)`` tensors with the heads of
+    the earlier batches."""
+    if not isinstance(result, Mapping):
+        raise BiosegError(
+            f"predict returned {type(result).__name__}; expected a dict of head name -> (B, K, *patch) tensor"
+        )
+    if outputs and set(result) != set(outputs):
+        raise BiosegError(
+            f"predict returned heads {sorted(result)} for one batch of tiles and {sorted(outputs)} "
+            "for an earlier one; it must return the same heads every call"
+        )
+    n_tiles = batch_shape[0]
+    for key, value in result.items():
+        if value.ndim != len(patch) + 2 or value.shape[0] != n_tiles or value.shape[2:] != patch:
+            raise BiosegError(
+                f"predict returned {key!r} of shape {tuple(value.shape)} for tiles of shape "
+                f"{batch_shape}; expected ({n_tiles}, K, *{patch}): one output per tile, "
+                "same spatial size as the tile"
+            )
 
-    bar = tqdm(total=len(batches), desc="tiles", unit="batch", file=sys.stderr, disable=not progress)
-    with bar, torch.no_grad():
-        for first in batches:
-            regions = [
-                tuple(slice(s, s + p) for s, p in zip(origin, patch, strict=True))
-                for origin in tiles[first : first + batch_size]
-            ]
-            batch = torch.stack([padded[(slice(None), *r)] for r in regions])
-            result = predict(batch)
-            if not isinstance(result, Mapping):
-                raise BiosegError(
-                    f"predict returned {type(result).__name__}; "
-                    "expected a dict of head name -> (B, K, *patch) tensor"
-                )
-            if outputs and set(result) != set(outputs):
-                raise BiosegError(
-                    f"predict returned heads {sorted(result)} for one batch of tiles and {sorted(outputs)} "
-                    "for an earlier one; it must return the same heads every call"
-                )
-            for key, value in result.items():
-                if value.ndim != ndim + 2 or value.shape[0] != len(regions) or value.shape[2:] != patch:
-                    raise BiosegError(
-                        f"predict returned {key!r} of shape {tuple(value.shape)} for tiles of shape "
-                        f"{tuple(batch.shape)}; expected ({len(regions)}, K, *{patch}): one output per tile, "
-                        "same spatial size as the tile"
-                    )
-                value = value.to(device=image.device, dtype=torch.float32)
-                if key not in outputs:
-                    outputs[key] = value.new_zeros((value.shape[1], *full))
-                out = outputs[key]
-                for tile_pred, r in zip(value, regions, strict=True):
-                    out[(slice(None), *r)].addcmul_(tile_pred, window)
-            for r in regions:
-                weight[r] += window
-            bar.update(1)
-    # every pixel is covered by at least one tile and window weights are >= 1e-3, so no division by zero
-    return {key: out.div_(weight)[(slice(None), *crop)].contiguous() for key, out in outputs.items()}
+
+def _add_weighted(
+    outputs: dict[str, torch.Tensor],
+    result: Mapping[str, torch.Tensor],
+    regions: list[tuple[slice, ...]],
+    window: torch.Tensor,
+    full: tuple[int, ...],
+) -> None:
+    """Add ``window * tile prediction`` of one batch into ``outputs`` (created, zero, at the first batch)."""
+    device = window.device
+    for key, value in result.items():
+        value = value.to(device=device, dtype=torch.float32)
+        if key not in outputs:
+            outputs[key] = value.new_zeros((value.shape[1], *full))
+        out = outputs[key]
+        for tile_pred, r in zip(value, regions, strict=True):
+            out[(slice(None), *r)].addcmul_(tile_pred, window)

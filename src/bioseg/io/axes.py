@@ -63,7 +63,11 @@ def _channels_first(
         array, axes = _drop_singletons(array, axes, spatial_dims)
     if trusted:
         return _by_named_axes(array, axes, spatial_dims, path)
+    return _by_shape(array, axes, spatial_dims, path)
 
+
+def _by_shape(array: np.ndarray, axes: str | None, spatial_dims: int, path: Path) -> np.ndarray:
+    """``(C, *spatial)`` from tifffile's axes (possibly placeholders, or None) and the shape rules."""
     shape = tuple(array.shape)
     want = "(Y, X)" if spatial_dims == 2 else "(Z, Y, X)"
     shown = f"shape {shape}" + (f", axes {axes}" if axes else "")
@@ -85,7 +89,15 @@ def _channels_first(
             "(time series and multi-position files are not supported: save one file per image)"
         )
 
-    # one axis more than the spatial ones: which is the channel axis?
+    channel_axis = _extra_axis_as_channels(shape, axes, spatial_dims, path, shown, want)
+    return np.ascontiguousarray(np.moveaxis(array, channel_axis, 0))
+
+
+def _extra_axis_as_channels(
+    shape: tuple[int, ...], axes: str | None, spatial_dims: int, path: Path, shown: str, want: str
+) -> int:
+    """For an array with one axis more than the spatial ones: the index of the channel axis, from the
+    metadata or, for 2D images only, the shape; an ImageReadError where neither tells."""
     channel_axis = _channel_axis_from_metadata(axes)
     if axes is not None and "T" in axes:
         raise ImageReadError(
@@ -114,7 +126,7 @@ def _channels_first(
             "than the others. If it is a volume use model.spatial_dims: 3; if it has more channels, "
             "save it with axes metadata (bioseg.io.write_tiff(path, array, axes='CYX'))",
         )
-    return np.ascontiguousarray(np.moveaxis(array, channel_axis, 0))
+    return channel_axis
 
 
 def _by_named_axes(array: np.ndarray, axes: str, spatial_dims: int, path: Path) -> np.ndarray:

@@ -35,6 +35,16 @@ def write_tiff(
     import tifffile
 
     path = Path(path)
+    array, axes = _check_array(array, axes, path)
+    voxel = _check_voxel_size(voxel_size, path) if voxel_size is not None else None
+    array, kwargs = _tiff_layout(array, axes, voxel, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, array, **kwargs)
+    return path
+
+
+def _check_array(array: np.ndarray, axes: str | None, path: Path) -> tuple[np.ndarray, str | None]:
+    """A writable array (bool as uint8) and its axes in upper case, one letter per dimension."""
     array = np.asarray(array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
@@ -50,10 +60,16 @@ def write_tiff(
             raise BiosegError(
                 f"write_tiff: axes '{axes}' has {len(axes)} letters but the array has shape {array.shape}"
             )
+    return array, axes
+
+
+def _tiff_layout(
+    array: np.ndarray, axes: str | None, voxel: VoxelSize | None, path: Path
+) -> tuple[np.ndarray, dict]:
+    """The array as it is stored and the ``tifffile.imwrite`` arguments: an ImageJ hyperstack where ImageJ
+    can hold it, else OME-TIFF for a voxel size, else a plain TIFF with the axes in its metadata."""
     rgb = array.ndim == 3 and array.shape[-1] in (3, 4) and array.dtype in (np.uint8, np.uint16)
-    voxel = _check_voxel_size(voxel_size, path) if voxel_size is not None else None
     bigtiff = array.nbytes > 2**32 - 2**25
-    kwargs: dict = {"compression": "zlib"}
     named = axes if axes is not None else "YX" if array.ndim == 2 else "YXS" if rgb else None
     if named is None and voxel is not None:
         if array.ndim != 3:
@@ -64,32 +80,45 @@ def write_tiff(
 
     imagej = named is not None and (voxel is not None or "Z" in named) and _imagej_can_hold(array, named)
     if imagej and not bigtiff:  # ImageJ hyperstacks are classic TIFF (< 4 GiB)
-        order = sorted(range(array.ndim), key=lambda i: _IMAGEJ_ORDER.index(named[i]))
-        array, named = np.transpose(array, order), "".join(named[i] for i in order)
-        metadata: dict = {"axes": named}
-        if voxel is not None:
-            metadata.update(spacing=voxel[0], unit="um")
-            kwargs["resolution"] = (1.0 / voxel[2], 1.0 / voxel[1])
-        kwargs.update(imagej=True, metadata=metadata)
-        kwargs["photometric"] = "rgb" if named.endswith("S") else "minisblack"
+        array, kwargs = _imagej_layout(array, named, voxel)
     elif voxel is not None:
         array = _ome_dtype(array, path)
-        metadata = {"axes": named, "PhysicalSizeY": voxel[1], "PhysicalSizeX": voxel[2]}
-        metadata.update(PhysicalSizeYUnit="µm", PhysicalSizeXUnit="µm")
-        if "Z" in named:
-            metadata.update(PhysicalSizeZ=voxel[0], PhysicalSizeZUnit="µm")
-        kwargs.update(ome=True, metadata=metadata, bigtiff=bigtiff)
-        kwargs["photometric"] = "rgb" if named.endswith("S") else "minisblack"
+        kwargs = _ome_layout(named, voxel, bigtiff)
     elif axes is not None:
-        kwargs.update(metadata={"axes": axes}, bigtiff=bigtiff)
-        kwargs["photometric"] = "rgb" if axes.endswith("S") else "minisblack"
+        kwargs = {"metadata": {"axes": axes}, "bigtiff": bigtiff, "photometric": _photometric(axes)}
     else:
-        kwargs.update(bigtiff=bigtiff, photometric="rgb" if rgb else "minisblack")
+        kwargs = {"bigtiff": bigtiff, "photometric": "rgb" if rgb else "minisblack"}
+    kwargs["compression"] = "zlib"
     if kwargs["photometric"] == "rgb" and array.shape[-1] == 4:
         kwargs["extrasamples"] = ("unassalpha",)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, array, **kwargs)
-    return path
+    return array, kwargs
+
+
+def _imagej_layout(array: np.ndarray, named: str, voxel: VoxelSize | None) -> tuple[np.ndarray, dict]:
+    """The axes put in ImageJ's TZCYXS order, the voxel size as ImageJ's spacing and resolution."""
+    order = sorted(range(array.ndim), key=lambda i: _IMAGEJ_ORDER.index(named[i]))
+    array, named = np.transpose(array, order), "".join(named[i] for i in order)
+    metadata: dict = {"axes": named}
+    kwargs: dict = {}
+    if voxel is not None:
+        metadata.update(spacing=voxel[0], unit="um")
+        kwargs["resolution"] = (1.0 / voxel[2], 1.0 / voxel[1])
+    kwargs.update(imagej=True, metadata=metadata, photometric=_photometric(named))
+    return array, kwargs
+
+
+def _ome_layout(named: str, voxel: VoxelSize, bigtiff: bool) -> dict:
+    """OME-TIFF arguments with the physical pixel size (and the plane spacing of a volume) in µm."""
+    metadata = {"axes": named, "PhysicalSizeY": voxel[1], "PhysicalSizeX": voxel[2]}
+    metadata.update(PhysicalSizeYUnit="µm", PhysicalSizeXUnit="µm")
+    if "Z" in named:
+        metadata.update(PhysicalSizeZ=voxel[0], PhysicalSizeZUnit="µm")
+    return {"ome": True, "metadata": metadata, "bigtiff": bigtiff, "photometric": _photometric(named)}
+
+
+def _photometric(axes: str) -> str:
+    # tifffile's 'S' axis holds the samples of an RGB(A) pixel
+    return "rgb" if axes.endswith("S") else "minisblack"
 
 
 def _check_voxel_size(voxel_size: tuple[float, ...], path: Path) -> VoxelSize:

@@ -193,7 +193,7 @@ def write_ome_zarr(
     _require()
     import dask.array as da
     import zarr
-    from ome_zarr.writer import write_image, write_labels
+    from ome_zarr.writer import write_image
 
     path = Path(path)
     array = np.asarray(array)
@@ -205,22 +205,8 @@ def write_ome_zarr(
     spatial = "".join(a for a in named if a in "ZYX")
     spatial_shape = tuple(array.shape[named.index(a)] for a in spatial)
     scale = _scale(voxel_size, spatial, path)
-    if chunks is None:
-        limits = {"T": 1, "C": 1, "Z": 64, "Y": 256, "X": 256}
-        chunks = tuple(min(s, limits[a]) for s, a in zip(array.shape, named, strict=True))
-    elif len(chunks) != array.ndim:
-        raise BiosegError(f"{path}: chunks={chunks!r} must give one size per axis of {named}")
-    label_arrays = {}
-    for name, lab in (labels or {}).items():
-        lab = np.asarray(lab)
-        if lab.dtype == bool:
-            lab = lab.astype(np.uint8)
-        if tuple(lab.shape) != spatial_shape or not np.issubdtype(lab.dtype, np.integer):
-            raise BiosegError(
-                f"{path}: label image '{name}' has shape {tuple(lab.shape)} and dtype {lab.dtype}; it must "
-                f"be integers shaped like the image's {spatial} axes, {spatial_shape}"
-            )
-        label_arrays[name] = lab
+    chunks = _chunks_for(array.shape, named, chunks, path)
+    label_arrays = _check_label_images(labels, spatial, spatial_shape, path)
     if path.exists() and not overwrite:
         raise BiosegError(f"{path} already exists; remove it or pass overwrite=True to replace it")
 
@@ -232,19 +218,65 @@ def write_ome_zarr(
         dask_image, group, axes=named.lower(), scale_factors=factors, scale=_scale_dict(named, scale), axes_units=units
     )
     label_chunks = tuple(c for c, a in zip(chunks, named, strict=True) if a in "ZYX")
+    _write_label_images(group, label_arrays, spatial, label_chunks, factors, _scale_dict(spatial, scale), units)
+    return path
+
+
+def _write_label_images(
+    group: Any,
+    label_arrays: dict[str, np.ndarray],
+    spatial: str,
+    chunks: tuple[int, ...],
+    factors: list[dict[str, int]],
+    scale: dict[str, float],
+    units: dict[str, str] | None,
+) -> None:
+    """Each label image under ``labels/<name>`` with the image's spatial axes, scale and levels."""
+    import dask.array as da
+    from ome_zarr.writer import write_labels
+
     for name, lab in label_arrays.items():
         write_labels(
-            da.from_array(lab, chunks=label_chunks),
+            da.from_array(lab, chunks=chunks),
             group,
             name,
             scaler=None,
             axes=spatial.lower(),
             scale_factors=factors,
-            scale=_scale_dict(spatial, scale),
+            scale=scale,
             axes_units=units,
             label_metadata={"source": {"image": "../../"}},
         )  # NGFF: the image it labels
-    return path
+
+
+def _chunks_for(
+    shape: tuple[int, ...], named: str, chunks: tuple[int, ...] | None, path: Path
+) -> tuple[int, ...]:
+    """The caller's chunk shape, checked; default one channel and time point, up to 64 × 256 × 256 voxels."""
+    if chunks is None:
+        limits = {"T": 1, "C": 1, "Z": 64, "Y": 256, "X": 256}
+        return tuple(min(s, limits[a]) for s, a in zip(shape, named, strict=True))
+    if len(chunks) != len(shape):
+        raise BiosegError(f"{path}: chunks={chunks!r} must give one size per axis of {named}")
+    return chunks
+
+
+def _check_label_images(
+    labels: dict[str, np.ndarray] | None, spatial: str, spatial_shape: tuple[int, ...], path: Path
+) -> dict[str, np.ndarray]:
+    """The label images as integer arrays (bool as uint8), each shaped like the image's spatial axes."""
+    label_arrays = {}
+    for name, lab in (labels or {}).items():
+        lab = np.asarray(lab)
+        if lab.dtype == bool:
+            lab = lab.astype(np.uint8)
+        if tuple(lab.shape) != spatial_shape or not np.issubdtype(lab.dtype, np.integer):
+            raise BiosegError(
+                f"{path}: label image '{name}' has shape {tuple(lab.shape)} and dtype {lab.dtype}; it must "
+                f"be integers shaped like the image's {spatial} axes, {spatial_shape}"
+            )
+        label_arrays[name] = lab
+    return label_arrays
 
 
 def _axes_for(array: np.ndarray, axes: str | None, path: Path) -> str:

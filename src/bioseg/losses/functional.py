@@ -22,13 +22,14 @@ Every function returns a scalar tensor.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from bioseg.errors import BiosegError
+from bioseg.losses.prepare import _prepare_binary, _prepare_multiclass
 
 # Guards divisions by a sum of weights that may be exactly zero (all pixels ignored).
 _EPS = 1e-12
@@ -43,105 +44,7 @@ __all__ = [
 ]
 
 
-# --- input preparation ------------------------------------------------------------------------------
-
-
-def _check_logits(logits: Tensor, multiclass: bool) -> None:
-    if logits.ndim not in (4, 5):
-        raise BiosegError(
-            f"logits have shape {tuple(logits.shape)}; expected (N, C, H, W) for 2D or (N, C, D, H, W) for 3D"
-        )
-    channels = logits.shape[1]
-    if not multiclass and channels != 1:
-        raise BiosegError(
-            f"a binary head needs logits with 1 channel, got {channels} (shape {tuple(logits.shape)}); "
-            "for several classes use a multiclass head"
-        )
-    if multiclass and channels < 2:
-        raise BiosegError(
-            f"a multiclass head needs logits with at least 2 channels, got {channels}; "
-            "for a single foreground channel use a binary head"
-        )
-
-
-def _with_channel(t: Tensor, logits: Tensor, what: str) -> Tensor:
-    """``t`` as ``(N, 1, *spatial)`` matching ``logits (N, C, *spatial)``; accepts ``(N, *spatial)`` too."""
-    expected = (logits.shape[0], 1, *logits.shape[2:])
-    if t.ndim == logits.ndim - 1:
-        t = t.unsqueeze(1)
-    if tuple(t.shape) != expected:
-        raise BiosegError(
-            f"{what} has shape {tuple(t.shape)} but logits have shape {tuple(logits.shape)}; "
-            f"expected {what} of shape {expected} (or without the channel axis)"
-        )
-    return t
-
-
-def _float(logits: Tensor) -> Tensor:
-    """Logits in the dtype losses are computed in: float64 stays, anything else (bf16, fp16) → float32."""
-    return logits if logits.dtype == torch.float64 else logits.float()
-
-
-def _prepare_weight(weight: Tensor | None, logits: Tensor) -> Tensor | None:
-    if weight is None:
-        return None
-    weight = _with_channel(weight, logits, "weight").to(dtype=_float(logits).dtype)
-    # Value checks need a device sync; done on CPU tensors, where they are free.
-    if weight.device.type == "cpu" and weight.numel() and bool((weight < 0).any()):
-        raise BiosegError(
-            f"weight map has negative values (min {float(weight.min()):.3g}); pixel weights must be >= 0 "
-            "(0 ignores a pixel)"
-        )
-    return weight
-
-
-def _prepare_binary(
-    logits: Tensor, target: Tensor, weight: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """``logits, target, weight`` in the computation dtype, all ``(N, 1, *spatial)``."""
-    _check_logits(logits, multiclass=False)
-    target = _with_channel(target, logits, "target")
-    target = target.to(_float(logits).dtype)
-    if target.device.type == "cpu" and target.numel():
-        lo, hi = (float(v) for v in torch.aminmax(target))  # one pass over the target
-        if lo < 0 or hi > 1:
-            raise BiosegError(
-                f"binary target has values in [{lo:.3g}, {hi:.3g}]; expected values in [0, 1] "
-                "(map mask values to 0/1, e.g. data.mask_values: {255: 1})"
-            )
-    return _float(logits), target, _prepare_weight(weight, logits)
-
-
-def _prepare_multiclass(
-    logits: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int | None
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Float ``logits (N, C, *spatial)``, int64 ``target (N, *spatial)`` with every ignored pixel set
-    to class 0, and ``weight (N, 1, *spatial)`` that is zero on ignored pixels (None: nothing weighted)."""
-    _check_logits(logits, multiclass=True)
-    if target.is_floating_point():
-        raise BiosegError(
-            f"a multiclass target must hold integer class indices, got dtype {target.dtype}; "
-            "convert it with target.long()"
-        )
-    target = _with_channel(target, logits, "target").squeeze(1).long()
-    weight = _prepare_weight(weight, logits)
-    num_classes = logits.shape[1]
-    valid = None
-    if ignore_index is not None:
-        valid = target != ignore_index
-        target = torch.where(valid, target, torch.zeros_like(target))
-    if target.device.type == "cpu" and target.numel():
-        lo, hi = int(target.min()), int(target.max())
-        if lo < 0 or hi >= num_classes:
-            hint = "" if ignore_index is not None else "; to skip a label value, set ignore_index"
-            raise BiosegError(
-                f"multiclass target has class indices in [{lo}, {hi}] but the head has {num_classes} classes "
-                f"(valid: 0..{num_classes - 1}){hint}"
-            )
-    if valid is not None:
-        mask = valid.unsqueeze(1).to(_float(logits).dtype)
-        weight = mask if weight is None else weight * mask
-    return _float(logits), target, weight
+# --- reductions -------------------------------------------------------------------------------------
 
 
 def _weighted_mean(loss: Tensor, weight: Tensor | None) -> Tensor:
@@ -324,74 +227,6 @@ def _class_mean(
     return (cw * per_class).sum() / cw.sum().clamp_min(_EPS)
 
 
-def _region_loss(
-    logits: Tensor,
-    target: Tensor,
-    multiclass: bool,
-    weight: Tensor | None,
-    smooth: float,
-    include_background: bool,
-    class_weights: Sequence[float] | Tensor | None,
-    ignore_index: int | None,
-    alpha: float,
-    beta: float,
-) -> Tensor:
-    # Tversky index with (alpha, beta): (0.5, 0.5) is Dice, (1, 1) is Jaccard.
-    tp, pred, true = _region_sums(logits, target, multiclass, weight, include_background, ignore_index)
-    fp, fn = pred - tp, true - tp
-    score = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
-    return _class_mean(1.0 - score, class_weights, logits.shape[1], include_background)
-
-
-def soft_dice_loss(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    multiclass: bool,
-    weight: Tensor | None = None,
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    class_weights: Sequence[float] | Tensor | None = None,
-    ignore_index: int | None = None,
-) -> Tensor:
-    """Soft Dice loss ``1 - (2 * sum(p g) + smooth) / (sum(p) + sum(g) + smooth)``.
-
-    Sums run over the batch and all spatial axes, per class; the result is the mean over classes
-    (weighted by ``class_weights``, length C, when given). Equals ``monai.losses.DiceLoss(batch=True)``
-    with ``smooth_nr = smooth_dr = smooth``.
-
-    Args:
-        logits: ``(N, 1, *spatial)`` (binary: foreground channel only) or ``(N, C, *spatial)``.
-        target: ``(N, 1, *spatial)`` in [0, 1] (binary) or integer class indices (multiclass).
-        weight: optional ``(N, 1, *spatial)`` weights on every soft sum.
-        include_background: multiclass only: False leaves class 0 out of the mean.
-        ignore_index: multiclass only: label value left out of the sums.
-    """
-    return _region_loss(
-        logits, target, multiclass, weight, smooth, include_background, class_weights, ignore_index, 0.5, 0.5
-    )
-
-
-def iou_loss(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    multiclass: bool,
-    weight: Tensor | None = None,
-    smooth: float = 1e-5,
-    include_background: bool = True,
-    class_weights: Sequence[float] | Tensor | None = None,
-    ignore_index: int | None = None,
-) -> Tensor:
-    """Soft Jaccard loss ``1 - (sum(p g) + smooth) / (sum(p) + sum(g) - sum(p g) + smooth)``.
-
-    Same reduction and arguments as :func:`soft_dice_loss`.
-    """
-    return _region_loss(
-        logits, target, multiclass, weight, smooth, include_background, class_weights, ignore_index, 1.0, 1.0
-    )
-
-
 def tversky_loss(
     logits: Tensor,
     target: Tensor,
@@ -411,15 +246,70 @@ def tversky_loss(
     ``alpha = beta = 0.5`` is Dice. Same reduction and other arguments as :func:`soft_dice_loss`;
     equals ``monai.losses.TverskyLoss(batch=True)`` with ``smooth_nr = smooth_dr = smooth``.
     """
-    return _region_loss(
-        logits,
-        target,
-        multiclass,
-        weight,
-        smooth,
-        include_background,
-        class_weights,
-        ignore_index,
-        alpha,
-        beta,
-    )
+    tp, pred, true = _region_sums(logits, target, multiclass, weight, include_background, ignore_index)
+    fp, fn = pred - tp, true - tp
+    score = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
+    return _class_mean(1.0 - score, class_weights, logits.shape[1], include_background)
+
+
+def _tversky_with(alpha: float, beta: float, name: str, doc: str) -> Callable[..., Tensor]:
+    """:func:`tversky_loss` with ``alpha`` and ``beta`` fixed, as a loss of its own (Dice and Jaccard are
+    such special cases); it takes every other argument of :func:`tversky_loss`."""
+
+    def loss(
+        logits: Tensor,
+        target: Tensor,
+        *,
+        multiclass: bool,
+        weight: Tensor | None = None,
+        smooth: float = 1e-5,
+        include_background: bool = True,
+        class_weights: Sequence[float] | Tensor | None = None,
+        ignore_index: int | None = None,
+    ) -> Tensor:
+        return tversky_loss(
+            logits,
+            target,
+            multiclass=multiclass,
+            weight=weight,
+            alpha=alpha,
+            beta=beta,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+        )
+
+    loss.__name__ = loss.__qualname__ = name
+    loss.__doc__ = doc
+    return loss
+
+
+soft_dice_loss = _tversky_with(
+    0.5,
+    0.5,
+    "soft_dice_loss",
+    """Soft Dice loss ``1 - (2 * sum(p g) + smooth) / (sum(p) + sum(g) + smooth)``.
+
+    Sums run over the batch and all spatial axes, per class; the result is the mean over classes
+    (weighted by ``class_weights``, length C, when given). Equals ``monai.losses.DiceLoss(batch=True)``
+    with ``smooth_nr = smooth_dr = smooth``.
+
+    Args:
+        logits: ``(N, 1, *spatial)`` (binary: foreground channel only) or ``(N, C, *spatial)``.
+        target: ``(N, 1, *spatial)`` in [0, 1] (binary) or integer class indices (multiclass).
+        weight: optional ``(N, 1, *spatial)`` weights on every soft sum.
+        include_background: multiclass only: False leaves class 0 out of the mean.
+        ignore_index: multiclass only: label value left out of the sums.
+    """,
+)
+
+iou_loss = _tversky_with(
+    1.0,
+    1.0,
+    "iou_loss",
+    """Soft Jaccard loss ``1 - (sum(p g) + smooth) / (sum(p) + sum(g) - sum(p g) + smooth)``.
+
+    Same reduction and arguments as :func:`soft_dice_loss`.
+    """,
+)

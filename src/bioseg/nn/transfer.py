@@ -238,27 +238,16 @@ def _shape(t: torch.Tensor) -> str:
     return str(tuple(t.shape))
 
 
-def transfer_weights(
-    model: nn.Module, source: Mapping[str, torch.Tensor], *, strict_shapes: bool = False
-) -> TransferReport:
-    """Load into ``model`` (in place) every tensor of ``source`` whose key and shape match.
-
-    The input convolution(s) (:func:`input_conv_keys`) whose shapes differ only in the input-channel
-    dimension (dim 1) are adapted with :func:`adapt_input_channels`. Tensors of another shape (e.g. a head
-    with another number of outputs) keep the model's initialisation and are reported as skipped with
-    reason ``"shape (source shape) vs (model shape)"``; so are keys absent from either side.
-    ``strict_shapes=True`` makes any such shape mismatch a BiosegError instead. A source that shares no
-    tensor with the model (e.g. 2D weights for a 3D model) is a BiosegError. Tensors are cast to the
-    model's dtype and device.
-    """
-    if not isinstance(source, Mapping) or not all(isinstance(v, torch.Tensor) for v in source.values()):
-        raise BiosegError(
-            "source must map state-dict keys to tensors; read one with bioseg.nn.transfer.read_state(path)"
-        )
-    target = model.state_dict()
-    inputs = set(input_conv_keys(model))
+def _merge_matching(
+    target: Mapping[str, torch.Tensor],
+    source: Mapping[str, torch.Tensor],
+    inputs: set[str],
+    report: TransferReport,
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``target`` with every matching ``source`` tensor copied in (and input convolutions adapted), cast
+    to the target's dtype and device; what happened to each key goes into ``report``. Also returns the
+    keys whose shapes differ."""
     merged = dict(target)
-    report = TransferReport()
     mismatched: list[str] = []
     for key, t in target.items():
         if key not in source:
@@ -281,6 +270,29 @@ def transfer_weights(
     for key in source:
         if key not in target:
             report.skipped[key] = NOT_IN_MODEL
+    return merged, mismatched
+
+
+def transfer_weights(
+    model: nn.Module, source: Mapping[str, torch.Tensor], *, strict_shapes: bool = False
+) -> TransferReport:
+    """Load into ``model`` (in place) every tensor of ``source`` whose key and shape match.
+
+    The input convolution(s) (:func:`input_conv_keys`) whose shapes differ only in the input-channel
+    dimension (dim 1) are adapted with :func:`adapt_input_channels`. Tensors of another shape (e.g. a head
+    with another number of outputs) keep the model's initialisation and are reported as skipped with
+    reason ``"shape (source shape) vs (model shape)"``; so are keys absent from either side.
+    ``strict_shapes=True`` makes any such shape mismatch a BiosegError instead. A source that shares no
+    tensor with the model (e.g. 2D weights for a 3D model) is a BiosegError. Tensors are cast to the
+    model's dtype and device.
+    """
+    if not isinstance(source, Mapping) or not all(isinstance(v, torch.Tensor) for v in source.values()):
+        raise BiosegError(
+            "source must map state-dict keys to tensors; read one with bioseg.nn.transfer.read_state(path)"
+        )
+    target = model.state_dict()
+    report = TransferReport()
+    merged, mismatched = _merge_matching(target, source, set(input_conv_keys(model)), report)
     if strict_shapes and mismatched:
         listed = "; ".join(f"{k}: {report.skipped[k]}" for k in mismatched[:5])
         more = f" and {len(mismatched) - 5} more" if len(mismatched) > 5 else ""
