@@ -22,7 +22,8 @@ Every function returns a scalar tensor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -252,44 +253,9 @@ def tversky_loss(
     return _class_mean(1.0 - score, class_weights, logits.shape[1], include_background)
 
 
-def _tversky_with(alpha: float, beta: float, name: str, doc: str) -> Callable[..., Tensor]:
-    """:func:`tversky_loss` with ``alpha`` and ``beta`` fixed, as a loss of its own (Dice and Jaccard are
-    such special cases); it takes every other argument of :func:`tversky_loss`."""
-
-    def loss(
-        logits: Tensor,
-        target: Tensor,
-        *,
-        multiclass: bool,
-        weight: Tensor | None = None,
-        smooth: float = 1e-5,
-        include_background: bool = True,
-        class_weights: Sequence[float] | Tensor | None = None,
-        ignore_index: int | None = None,
-    ) -> Tensor:
-        return tversky_loss(
-            logits,
-            target,
-            multiclass=multiclass,
-            weight=weight,
-            alpha=alpha,
-            beta=beta,
-            smooth=smooth,
-            include_background=include_background,
-            class_weights=class_weights,
-            ignore_index=ignore_index,
-        )
-
-    loss.__name__ = loss.__qualname__ = name
-    loss.__doc__ = doc
-    return loss
-
-
-soft_dice_loss = _tversky_with(
-    0.5,
-    0.5,
-    "soft_dice_loss",
-    """Soft Dice loss ``1 - (2 * sum(p g) + smooth) / (sum(p) + sum(g) + smooth)``.
+def soft_dice_loss(logits: Tensor, target: Tensor, **options: Any) -> Tensor:
+    """Soft Dice loss ``1 - (2 * sum(p g) + smooth) / (sum(p) + sum(g) + smooth)``: :func:`tversky_loss`
+    with ``alpha = beta = 0.5``, and every other argument of it (``multiclass`` is required).
 
     Sums run over the batch and all spatial axes, per class; the result is the mean over classes
     (weighted by ``class_weights``, length C, when given). Equals ``monai.losses.DiceLoss(batch=True)``
@@ -301,15 +267,11 @@ soft_dice_loss = _tversky_with(
         weight: optional ``(N, 1, *spatial)`` weights on every soft sum.
         include_background: multiclass only: False leaves class 0 out of the mean.
         ignore_index: multiclass only: label value left out of the sums.
-    """,
-)
+    """
+    return tversky_loss(logits, target, alpha=0.5, beta=0.5, **options)
 
-iou_loss = _tversky_with(
-    1.0,
-    1.0,
-    "iou_loss",
-    """Soft Jaccard loss ``1 - (sum(p g) + smooth) / (sum(p) + sum(g) - sum(p g) + smooth)``.
 
-    Same reduction and arguments as :func:`soft_dice_loss`.
-    """,
-)
+def iou_loss(logits: Tensor, target: Tensor, **options: Any) -> Tensor:
+    """Soft Jaccard loss ``1 - (sum(p g) + smooth) / (sum(p) + sum(g) - sum(p g) + smooth)``:
+    :func:`tversky_loss` with ``alpha = beta = 1``; same reduction and arguments as :func:`soft_dice_loss`."""
+    return tversky_loss(logits, target, alpha=1.0, beta=1.0, **options)
