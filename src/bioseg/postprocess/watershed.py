@@ -330,10 +330,22 @@ def watershed(
             f"{'' if mask is None else f' and {np.shape(mask)}'}"
         )
     levels = image if image.dtype == np.uint8 and value_range is None else quantize(image, value_range)
-    ndim = image.ndim
-    padded = tuple(s + 2 for s in image.shape)
-    inner = (slice(1, -1),) * ndim
-    # One voxel of padding on each side, blocked, so that neighbour offsets never leave the array.
+    inner = (slice(1, -1),) * image.ndim
+    level, labels = _padded(levels, markers, mask)
+    level_f, labels_f = level.ravel(), labels.ravel()
+    strides = np.cumprod((1,) + level.shape[::-1][:-1])[::-1]
+    offsets = [int(s) for s in strides] + [-int(s) for s in strides]
+    free = labels_f == 0
+    free &= level_f != _BLOCKED
+    _flood(level_f, labels_f, free, offsets)
+    return labels[inner].copy()
+
+
+def _padded(levels: np.ndarray, markers: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Levels and labels with one blocked voxel of padding on each side, so that neighbour offsets never
+    leave the array; voxels outside ``mask`` are blocked too, and markers on blocked voxels dropped."""
+    padded = tuple(s + 2 for s in levels.shape)
+    inner = (slice(1, -1),) * levels.ndim
     level = np.full(padded, _BLOCKED, np.uint8)
     level[inner] = np.minimum(levels, _LEVELS - 1)
     if mask is not None:
@@ -341,13 +353,11 @@ def watershed(
     labels = np.zeros(padded, np.int32)
     labels[inner] = markers
     labels[level == _BLOCKED] = 0
-    level_f, labels_f = level.ravel(), labels.ravel()
-    strides = np.cumprod((1,) + padded[::-1][:-1])[::-1]
-    offsets = [int(s) for s in strides] + [-int(s) for s in strides]
+    return level, labels
 
-    free = labels_f == 0
-    free &= level_f != _BLOCKED
-    # Only marker voxels with a free neighbour can flood anything.
+
+def _flood(level_f: np.ndarray, labels_f: np.ndarray, free: np.ndarray, offsets: list[int]) -> None:
+    """Flood ``labels_f`` in place, level by level, from the marker voxels that touch a free voxel."""
     front = np.zeros(labels_f.size, bool)
     for off in offsets:
         if off > 0:
@@ -357,7 +367,6 @@ def watershed(
     front &= labels_f != 0
     start = np.flatnonzero(front)
     del front
-
     buckets: list[list[np.ndarray]] = [[] for _ in range(_LEVELS)]
     _push(buckets, start, level_f[start])
     for b in range(_LEVELS):
@@ -379,4 +388,3 @@ def watershed(
                 new = claimed[0] if len(claimed) == 1 else np.concatenate(claimed)
                 # Priority of the path: never below the level being flooded.
                 _push(buckets, new, np.maximum(level_f[new], np.uint8(b)))
-    return labels[inner].copy()
