@@ -56,7 +56,7 @@ def make_experiment(spatial_dims: int = 2, patch: list[int] | None = None, **inf
 def train_weights(net: torch.nn.Module, steps: int, patch: int = 128, seed: int = 0) -> float:
     """A few plain training steps on synthetic cells (bf16 autocast), so that the output means something."""
     from bioseg.data.preprocess import normalize
-    from bioseg.data.synthetic import make_cells_2d
+    from bioseg.demos.cells2d import make_cells_2d
 
     rng = np.random.default_rng(seed)
     pairs = [make_cells_2d((256, 256), seed=seed + i) for i in range(12)]
@@ -86,7 +86,7 @@ def train_weights(net: torch.nn.Module, steps: int, patch: int = 128, seed: int 
 def test_image(size: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """A normalised ``(1, size, size)`` synthetic cell image and its mask."""
     from bioseg.data.preprocess import normalize
-    from bioseg.data.synthetic import make_cells_2d
+    from bioseg.demos.cells2d import make_cells_2d
 
     density = size * size / 256**2
     image, mask = make_cells_2d((size, size), seed=seed, n_cells=(int(8 * density), int(14 * density)))

@@ -43,7 +43,7 @@ TARGET = 0.95
 
 def make_dataset(root: Path, n: int, size: int) -> Path:
     """``n`` synthetic cell images of ``size``² with binary masks, as a folder-pair dataset under ``root``."""
-    from bioseg.data.synthetic import write_cells_dataset
+    from bioseg.demos.cells2d import write_cells_dataset
 
     return write_cells_dataset(root, n, size=(size, size), seed=0)
 

@@ -101,7 +101,7 @@ def test_best_values_skips_missing_epochs():
 
 
 def test_check_head_masks_finds_bad_values_and_sizes(tmp_path):
-    from bioseg.data.synthetic_wing import write_wing_dataset
+    from bioseg.demos.wings import write_wing_dataset
 
     root = write_wing_dataset(tmp_path / "data", 3, size=(40, 48), seed=1, split=(1 / 3, 1 / 3, 1 / 3))
     assert check_head_masks(root, DEMO_MT_HEADS) == []
@@ -115,7 +115,7 @@ def test_check_head_masks_finds_bad_values_and_sizes(tmp_path):
 
 
 def test_cldice_on_split_is_one_for_the_truth_itself(tmp_path):
-    from bioseg.data.synthetic_wing import write_wing_dataset
+    from bioseg.demos.wings import write_wing_dataset
 
     root = write_wing_dataset(tmp_path / "data", 3, size=(64, 64), seed=2, split=(1 / 3, 1 / 3, 1 / 3))
     pred = tmp_path / "pred"

@@ -26,8 +26,8 @@ def run_demo(
     """Generate data → check → split → init-config → train → predict → evaluate; returns the test scores."""
     from bioseg.data.layouts import discover
     from bioseg.data.splits import make_splits
-    from bioseg.data.synthetic import write_cells_dataset
     from bioseg.data.validate import check_dataset
+    from bioseg.demos.cells2d import write_cells_dataset
     from bioseg.engine.trainer import train
     from bioseg.evaluation import evaluate_run
     from bioseg.init_config import infer_config, write_config

@@ -82,8 +82,8 @@ def run_demo_3d(
     """
     from bioseg.data.layouts import discover
     from bioseg.data.splits import make_splits
-    from bioseg.data.synthetic3d import write_cells_3d_dataset
     from bioseg.data.validate import check_dataset
+    from bioseg.demos.cells3d import write_cells_3d_dataset
     from bioseg.engine.trainer import train
     from bioseg.evaluation import evaluate_run
     from bioseg.init_config import infer_config, write_config

@@ -1,6 +1,6 @@
 """``bioseg demo --multitask``: four heads on one network, on procedural insect wings.
 
-Synthetic wings (:mod:`bioseg.data.synthetic_wing`, the seed's folder layout ``train|val|test/images`` +
+Synthetic wings (:mod:`bioseg.demos.wings`, the seed's folder layout ``train|val|test/images`` +
 ``masks/<head>/``) → check → train a compact multi-head UNet (``hoppernet_lite`` with a sixth level) on
 whole wings fitted into a square, with a loss per head (wing: BCE + Dice; veins: BCE + Dice + clDice;
 spots: focal + Dice; domains: cross-entropy over 5 classes) and head freezing → evaluate the test
@@ -263,8 +263,8 @@ def run_demo_multitask(
     """
     from bioseg.config import from_dict, to_dict
     from bioseg.data.layouts import discover
-    from bioseg.data.synthetic_wing import write_wing_dataset
     from bioseg.data.validate import check_dataset
+    from bioseg.demos.wings import write_wing_dataset
     from bioseg.engine.module import build_network
     from bioseg.engine.trainer import train
     from bioseg.evaluation import evaluate_run

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from bioseg.data.synthetic import _check_size, _fine_texture
+from bioseg.demos.cells2d import _check_size, _fine_texture
 from bioseg.errors import BiosegError
 
 __all__ = ["HEADS", "make_wing", "write_wing_dataset"]

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from bioseg.data.synthetic import _check_range
+from bioseg.demos.cells2d import _check_range
 from bioseg.errors import BiosegError
 
 __all__ = ["make_cells_3d", "write_cells_3d_dataset"]
