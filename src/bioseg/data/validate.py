@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ class CheckReport:
     (raw value → pixels), ``suggested_mask_values`` (sorted raw values → 0..n-1, or None when they
     already are 0..n-1), ``class_pixels`` and ``class_frequencies`` (class → pixels / fraction, after
     ``mask_values``), ``class_presence`` (sample name → sorted classes present), ``num_classes``,
-    ``mask_values_map``.
+    ``mask_values_map``, ``head_mask_values`` (multitask: head → sorted raw values of its masks).
     """
 
     problems: list[str] = field(default_factory=list)
@@ -73,6 +74,8 @@ class CheckReport:
                 parts.append(f"... ({len(freqs)} in all)")
             declared = s.get("num_classes") is not None or mapped is not None
             lines.append(("classes: " if declared else "mask values: ") + "; ".join(parts))
+        if s.get("head_mask_values"):
+            lines.append("head masks: " + "; ".join(f"{h} {_values(v)}" for h, v in s["head_mask_values"].items()))
         if self.ok:
             lines.append("no problems found")
         else:
@@ -89,6 +92,7 @@ def check_dataset(
     progress: bool = False,
     spatial_dims: int = 2,
     axes: str | None = None,
+    heads: Mapping[str, Any] | None = None,
 ) -> CheckReport:
     """Read every image and mask of ``index`` and report every problem together.
 
@@ -96,6 +100,14 @@ def check_dataset(
     (after ``mask_values``, whose keys must then cover every value found); with ``num_classes=None``
     only structural problems are reported and the summary still lists the values found.
     ``progress`` shows a progress bar on stderr.
+
+    A multitask layout's head masks (``masks/<head>/``) must have their image's size and hold class
+    indices. ``heads`` declares each head's classes as a config does (``heads.<h>``: ``HeadConfig``
+    objects or dicts with ``classes``, default 2, ``mask_values`` and ``source``, the mask folder when it
+    is not the head's name); without it and without ``num_classes`` or ``mask_values`` (``bioseg check
+    DIR``), a head's masks must together hold the classes 0..k-1 without a gap (at least 0 and 1; more
+    than 10 values are object ids and not checked). ``num_classes`` or ``mask_values`` alone leave head
+    values unchecked: they describe one mask per sample, and a head's own mapping is not known then.
     """
     problems = list(index.problems)
     shapes: dict[str, tuple[int, ...]] = {}
@@ -104,6 +116,7 @@ def check_dataset(
     mask_dtypes: Counter[str] = Counter()
     counts: dict[str, dict[int, int]] = {}  # sample → raw mask value → pixels
     mask_files: dict[str, str] = {}
+    head_counts: dict[str, dict[str, dict[int, int]]] = {}  # head folder → mask file → raw value → pixels
 
     bar = tqdm(index.samples, desc="checking", unit="sample", file=sys.stderr, disable=not progress)
     for sample in bar:
@@ -119,7 +132,10 @@ def check_dataset(
             dtypes[str(image.dtype)] += 1
             problems += _intensity_problems(image, image_name)
         for head, path in sample.masks.items() if index.layout == "multitask" else ():
-            problems += _head_mask_problems(index, head, path, image, image_name, spatial_dims)
+            found, values = _head_mask_problems(index, head, path, image, image_name, spatial_dims)
+            problems += found
+            if values is not None:
+                head_counts.setdefault(head, {})[index.display(path)] = values
         if sample.mask is None:
             continue
         mask_name = index.display(sample.mask)
@@ -141,6 +157,8 @@ def check_dataset(
     problems += _channel_problems(channels, index)
     value_problems, suggestion = _value_problems(counts, mask_files, num_classes, mask_values)
     problems += value_problems
+    if heads is not None or (num_classes is None and mask_values is None):
+        problems += _head_value_problems(head_counts, heads)
 
     raw_pixels: Counter[int] = Counter()
     for c in counts.values():
@@ -162,7 +180,7 @@ def check_dataset(
         "root": str(index.root),
         "layout": index.layout,
         "samples": len(index.samples),
-        "with_mask": sum(s.mask is not None for s in index.samples),
+        "with_mask": sum(s.mask is not None or bool(s.masks) for s in index.samples),
         "image_sizes": {
             "min": [int(v) for v in np.min(sizes, axis=0)] if sizes else None,
             "max": [int(v) for v in np.max(sizes, axis=0)] if sizes else None,
@@ -179,6 +197,7 @@ def check_dataset(
         "class_presence": presence,
         "num_classes": num_classes,
         "mask_values_map": dict(mask_values) if mask_values is not None else None,
+        "head_mask_values": {h: sorted({v for c in f.values() for v in c}) for h, f in sorted(head_counts.items())},
     }
     return CheckReport(problems=problems, summary=summary)
 
@@ -188,20 +207,83 @@ def check_dataset(
 
 def _head_mask_problems(
     index: DatasetIndex, head: str, path: Path, image: np.ndarray | None, image_name: str, spatial_dims: int
-) -> list[str]:
-    """A multitask head's own mask: readable, and its image's size (its values depend on the head's
-    classes in the config, which training checks)."""
+) -> tuple[list[str], dict[int, int] | None]:
+    """A multitask head's own mask: readable and its image's size; also its values (raw value → pixels),
+    None when it cannot be read."""
     name = index.display(path)
     try:
         mask = read_mask(path, spatial_dims=spatial_dims)
     except ImageReadError as err:
-        return [f"{name} ('{head}' mask) {err.reason}"]
+        return [f"{name} ('{head}' mask) {err.reason}"], None
     if image is not None and tuple(mask.shape) != tuple(image.shape[1:]):
         return [
             f"{name} ('{head}' mask) is {_size(mask.shape)} but its image {image_name} is "
             f"{_size(image.shape[1:])}; a mask must have its image's size: re-export the mask to match"
-        ]
-    return []
+        ], _value_counts(mask)
+    return [], _value_counts(mask)
+
+
+def _head_specs(heads: Mapping[str, Any]) -> dict[str, tuple[str, int, dict[int, int] | None]]:
+    """Mask folder → (head name, classes, mask_values) of each declared head."""
+
+    def get(spec: Any, key: str, default: Any) -> Any:
+        value = spec.get(key, default) if isinstance(spec, Mapping) else getattr(spec, key, default)
+        return default if value is None else value
+
+    specs = {}
+    for name, spec in heads.items():
+        mapping = get(spec, "mask_values", None)
+        specs[str(get(spec, "source", name))] = (name, int(get(spec, "classes", 2)), mapping and dict(mapping))
+    return specs
+
+
+def _head_value_problems(counts: dict[str, dict[str, dict[int, int]]], heads: Mapping[str, Any] | None) -> list[str]:
+    """Head mask values that are not the head's classes: those ``heads`` declares, else those its masks
+    imply (0..k-1 without a gap, k at least 2: a binary head holds 0 and 1)."""
+    out = []
+    specs = _head_specs(heads) if heads is not None else {}
+    for folder, (name, _, _) in sorted(specs.items()):
+        if folder not in counts:
+            out.append(
+                f"head '{name}' has no masks: no sample has a masks/{folder}/ file; add the head's masks "
+                f"(or name their folder in heads.{name}.source), or remove the head"
+            )
+    for folder, files in counts.items():
+        union = sorted({v for c in files.values() for v in c})
+        if folder in specs:
+            name, classes, mapping = specs[folder]
+        elif heads is None and len(union) <= 10:  # more values are object ids (as init-config tells them)
+            name, classes, mapping = folder, max(2, next(k for k in range(len(union) + 1) if k not in union)), None
+        else:  # a folder that no declared head reads, or object ids
+            continue
+        out += _mapping_problems(name, classes, mapping) if mapping else []
+        # a one-to-one mapping is only a fix when the head has a class for every value found
+        to_map = _mapping({v: i for i, v in enumerate(union)}) if len(union) <= classes else "{raw: class, ...}"
+        for file, c in files.items():
+            bad = sorted(set(c) - set(mapping)) if mapping else [v for v in sorted(c) if not 0 <= v < classes]
+            if mapping and bad:
+                expected = f"{_values(bad)} {'is' if len(bad) == 1 else 'are'} not in heads.{name}.mask_values"
+                fix = f"add {'it' if len(bad) == 1 else 'them'} to the mapping or fix the mask"
+            elif bad:
+                expected = (
+                    f"head '{name}' has {classes} classes, so its masks must hold 0..{classes - 1}"
+                    if folder in specs
+                    else f"the '{name}' masks must hold class indices 0..{classes - 1} without a gap"
+                )
+                fix = f"fix the mask, or map the values in the config (heads.{name}.mask_values: {to_map})"
+            else:
+                continue
+            out.append(f"{file} ('{name}' mask) has values {_values(sorted(c))}; {expected}: {fix}{_jpeg_hint(file)}")
+    return out
+
+
+def _mapping_problems(name: str, classes: int, mapping: dict[int, int]) -> list[str]:
+    return [
+        f"heads.{name}.mask_values maps {raw} to class {cls}, but head '{name}' has {classes} classes "
+        f"(0..{classes - 1}): map the values onto 0..{classes - 1} or give the head more classes"
+        for raw, cls in sorted(mapping.items())
+        if not 0 <= cls < classes
+    ]
 
 
 def _intensity_problems(image: np.ndarray, name: str) -> list[str]:
