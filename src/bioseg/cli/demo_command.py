@@ -24,9 +24,9 @@ def demo(
     if three_d and multitask:
         raise BiosegError("choose one of --3d and --multitask")
     if three_d:
-        from bioseg.demo3d import run_demo_3d as run
+        from bioseg.demos.volumes import run_demo_3d as run
     elif multitask:
-        from bioseg.demo_multitask import run_demo_multitask as run
+        from bioseg.demos.multitask import run_demo_multitask as run
     else:
-        from bioseg.demo import run_demo as run
+        from bioseg.demos.cells import run_demo as run
     run(output, log=typer.echo, progress=progress)

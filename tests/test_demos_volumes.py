@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from bioseg.config import load
-from bioseg.demo3d import run_demo_3d
+from bioseg.demos.volumes import run_demo_3d
 from bioseg.errors import BiosegError
 
 TINY = [
@@ -68,7 +68,7 @@ def test_demo3d_needs_three_volumes(tmp_path):
 def test_demo3d_thread_setting_is_restored():
     import torch
 
-    from bioseg.demo3d import _torch_threads
+    from bioseg.demos.volumes import _torch_threads
 
     before = torch.get_num_threads()
     with _torch_threads(1) as n:

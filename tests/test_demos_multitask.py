@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from bioseg.demo_multitask import (
+from bioseg.demos.multitask import (
     DEMO_MT_HEADS,
     best_values,
     check_head_masks,
