@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
+from bioseg.demos.runner import Plan, run
 from bioseg.errors import BiosegError
 
 DEMO_IMAGES = 40
+DEMO_SIZE = (256, 256)  # (Y, X)
 DEMO_OVERRIDES = [
     "train.epochs=12",
     "train.precision=bf16-mixed",
@@ -21,49 +23,40 @@ DEMO_OVERRIDES = [
 
 
 def run_demo(
-    out_dir: str | Path, log: Callable[[str], None] = print, progress: bool = True
+    out_dir: str | Path,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    *,
+    images: int = DEMO_IMAGES,
+    size: Sequence[int] = DEMO_SIZE,
+    overrides: Sequence[str] = (),
+    threads: int | None = None,
 ) -> dict[str, float]:
-    """Generate data → check → split → init-config → train → predict → evaluate; returns the test scores."""
-    from bioseg.data.layouts import discover
-    from bioseg.data.splits import make_splits
-    from bioseg.data.validate import check_dataset
+    """Generate data → check → split → init-config → train → predict → evaluate; returns the test scores.
+
+    ``images`` and ``size`` (Y, X) set the data; ``overrides`` (``key=value``) are applied after
+    :data:`DEMO_OVERRIDES`; ``threads``: torch threads (None: torch's count, capped at the free cores).
+    """
     from bioseg.demos.cells2d import write_cells_dataset
-    from bioseg.engine.trainer import train
-    from bioseg.evaluation import evaluate_run
-    from bioseg.init_config import infer_config, write_config
 
-    out = Path(out_dir).resolve()
-    data_dir = out / "data"
-    if (out / "runs").exists():
-        raise BiosegError(f"{out} already holds a demo run; remove it or pass -o NEW_FOLDER")
-    start = time.monotonic()
-
-    log(f"1/6 generating {DEMO_IMAGES} synthetic cell images in {data_dir}")
-    write_cells_dataset(data_dir, DEMO_IMAGES, size=(256, 256), seed=0)
-
-    log("2/6 checking the dataset")
-    index = discover(data_dir)
-    report = check_dataset(index, num_classes=2)
-    if not report.ok:
-        raise BiosegError("the generated demo data failed its own check: " + "; ".join(report.problems))
-
-    log("3/6 splitting: 20% test, then train/validation")
-    make_splits(index, folds=1, test_split=0.2, val_split=0.15, seed=0)
-
-    config_path = out / "demo.yaml"
-    cfg = infer_config(data_dir, name="demo")
-    cfg["output_dir"] = str(out / "runs")
-    write_config(cfg, config_path, header="bioseg demo experiment (inferred by init-config)")
-    log(f"4/6 training (config: {config_path})")
-    result = train(config_path, overrides=DEMO_OVERRIDES, progress=progress)
-
-    log("5/6 predicting and 6/6 evaluating the test images")
-    evaluation = evaluate_run(result.run_dir, split="test", progress=progress)
+    if isinstance(images, bool) or int(images) != images or images < 3:
+        raise BiosegError(f"images={images!r}: the demo needs at least 3 (train, validation and test)")
+    size = tuple(int(s) for s in size)
+    plan = Plan(
+        name="demo",
+        generate=partial(write_cells_dataset, n_images=int(images), size=size, seed=0),
+        generating=f"generating {int(images)} synthetic cell images in {{data}}",
+        header="bioseg demo experiment (inferred by init-config)",
+        overrides=[*DEMO_OVERRIDES, *overrides],
+        check={"num_classes": 2},
+    )
+    outcome = run(plan, out_dir, log, progress, threads)
+    result, evaluation = outcome.result, outcome.evaluation
     scores = evaluation.scores
     log(
         "\n".join(
             [
-                f"done in {time.monotonic() - start:.0f} s",
+                f"done in {outcome.elapsed_s:.0f} s",
                 f"  run folder:   {result.run_dir}",
                 f"  charts:       {result.run_dir / 'charts'}",
                 f"  predictions:  {evaluation.out_dir}",

@@ -8,12 +8,11 @@ on a laptop CPU.
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
+from bioseg.demos.runner import Outcome, Plan, run
 from bioseg.errors import BiosegError
 
 DEMO3D_VOLUMES = 10
@@ -44,23 +43,6 @@ DEMO3D_OVERRIDES = [
 ]
 
 
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[int]:
-    """Torch's intra-op threads for the block, restored after. ``None``: one thread when the machine is
-    already busy (load average ≥ cores), where threads that wait for each other lose more than they gain."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is None:
-        busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1)
-        threads = 1 if busy else before
-    torch.set_num_threads(max(1, int(threads)))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_demo_3d(
     out_dir: str | Path,
     log: Callable[[str], None] = print,
@@ -76,52 +58,35 @@ def run_demo_3d(
 
     ``volumes``, ``epochs`` and ``shape`` (Z, Y, X) set the budget; ``overrides`` (``key=value``) are
     applied after :data:`DEMO3D_OVERRIDES`; ``threads``: torch threads for training and evaluation (None:
-    one on a busy machine, else torch's default). Returns the test scores: ``f1_iou50`` (F1 of objects
-    matched at IoU 0.5), ``average_precision``, ``dice_foreground`` (the foreground head's voxel Dice),
-    ``n_true``, ``n_pred`` and ``train_s`` (seconds of training).
+    torch's count, capped at the cores other processes leave free). Returns the test scores: ``f1_iou50``
+    (F1 of objects matched at IoU 0.5), ``average_precision``, ``dice_foreground`` (the foreground head's
+    voxel Dice), ``n_true``, ``n_pred`` and ``train_s`` (seconds of training).
     """
-    from bioseg.data.layouts import discover
-    from bioseg.data.splits import make_splits
-    from bioseg.data.validate import check_dataset
     from bioseg.demos.cells3d import write_cells_3d_dataset
-    from bioseg.engine.trainer import train
-    from bioseg.evaluation import evaluate_run
-    from bioseg.init_config import infer_config, write_config
 
-    if int(volumes) != volumes or volumes < 3:
+    if isinstance(volumes, bool) or int(volumes) != volumes or volumes < 3:
         raise BiosegError(f"volumes={volumes!r}: the demo needs at least 3 (train, validation and test)")
-    out = Path(out_dir).resolve()
-    data_dir = out / "data"
-    if (out / "runs").exists():
-        raise BiosegError(f"{out} already holds a demo run; remove it or pass -o NEW_FOLDER")
-    start = time.monotonic()
     shape = tuple(int(s) for s in shape)
+    plan = Plan(
+        name="demo3d",
+        generate=partial(write_cells_3d_dataset, n=int(volumes), shape=shape, seed=0, kind="membrane"),
+        generating=f"generating {int(volumes)} synthetic 3D volumes of {'×'.join(map(str, shape))} voxels "
+        "(membrane stain) in {data}",
+        header="bioseg 3D demo experiment (inferred by init-config)",
+        overrides=[*DEMO3D_OVERRIDES, f"train.epochs={int(epochs)}", *overrides],
+        check={"spatial_dims": 3},
+        training="training a foreground head and a boundary head",
+        evaluating=("predicting", "evaluating the test volumes: boundaries → watershed → agglomeration"),
+    )
+    outcome = run(plan, out_dir, log, progress, threads)
+    scores, matched = _scores(outcome)
+    log(_summary(outcome, scores, matched))
+    return scores
 
-    size = "×".join(str(s) for s in shape)
-    log(f"1/6 generating {volumes} synthetic 3D volumes of {size} voxels (membrane stain) in {data_dir}")
-    write_cells_3d_dataset(data_dir, int(volumes), shape=shape, seed=0, kind="membrane")
 
-    log("2/6 checking the dataset")
-    index = discover(data_dir)
-    report = check_dataset(index, spatial_dims=3)
-    if not report.ok:
-        raise BiosegError("the generated demo data failed its own check: " + "; ".join(report.problems))
-
-    log("3/6 splitting: 20% test, then train/validation")
-    make_splits(index, folds=1, test_split=0.2, val_split=0.15, seed=0)
-
-    config_path = out / "demo3d.yaml"
-    cfg = infer_config(data_dir, name="demo3d")
-    cfg["output_dir"] = str(out / "runs")
-    write_config(cfg, config_path, header="bioseg 3D demo experiment (inferred by init-config)")
-    all_overrides = [*DEMO3D_OVERRIDES, f"train.epochs={int(epochs)}", *overrides]
-    with _torch_threads(threads) as n_threads:
-        log(f"4/6 training a foreground head and a boundary head on {n_threads} thread(s) (config: {config_path})")
-        train_start = time.monotonic()
-        result = train(config_path, overrides=all_overrides, progress=progress)
-        train_s = time.monotonic() - train_start
-        log("5/6 predicting and 6/6 evaluating the test volumes: boundaries → watershed → agglomeration")
-        evaluation = evaluate_run(result.run_dir, split="test", progress=progress)
+def _scores(outcome: Outcome) -> tuple[dict[str, float], int]:
+    """The demo's test scores, and the true objects matched at IoU 0.5."""
+    evaluation = outcome.evaluation
     inst = evaluation.instances or {}
     at_50 = next((row for row in inst.get("table", []) if abs(row["threshold"] - 0.5) < 1e-9), {})
     foreground = evaluation.heads.get("foreground", evaluation.scores)
@@ -131,20 +96,22 @@ def run_demo_3d(
         "dice_foreground": float(foreground["dice_mean"]),
         "n_true": float(inst.get("n_true", 0)),
         "n_pred": float(inst.get("n_pred", 0)),
-        "train_s": train_s,
+        "train_s": outcome.train_s,
     }
-    log(
-        "\n".join(
-            [
-                f"done in {time.monotonic() - start:.0f} s (training {train_s:.0f} s)",
-                f"  run folder:   {result.run_dir}",
-                f"  charts:       {result.run_dir / 'charts'}, {evaluation.out_dir / 'f1_vs_iou.png'}",
-                f"  predictions:  {evaluation.out_dir} (<stem>_instances.tif)",
-                f"  test objects: F1 {scores['f1_iou50']:.3f} at IoU 0.5 "
-                f"({int(at_50.get('tp', 0))} matched of {int(scores['n_true'])} true, {int(scores['n_pred'])} "
-                f"predicted; metrics: {evaluation.out_dir / 'metrics_instances.json'})",
-                f"  test foreground Dice {scores['dice_foreground']:.3f} on {len(evaluation.per_image)} volumes",
-            ]
-        )
+    return scores, int(at_50.get("tp", 0))
+
+
+def _summary(outcome: Outcome, scores: dict[str, float], matched: int) -> str:
+    run_dir, evaluation = outcome.result.run_dir, outcome.evaluation
+    return "\n".join(
+        [
+            f"done in {outcome.elapsed_s:.0f} s (training {outcome.train_s:.0f} s)",
+            f"  run folder:   {run_dir}",
+            f"  charts:       {run_dir / 'charts'}, {evaluation.out_dir / 'f1_vs_iou.png'}",
+            f"  predictions:  {evaluation.out_dir} (<stem>_instances.tif)",
+            f"  test objects: F1 {scores['f1_iou50']:.3f} at IoU 0.5 "
+            f"({matched} matched of {int(scores['n_true'])} true, {int(scores['n_pred'])} "
+            f"predicted; metrics: {evaluation.out_dir / 'metrics_instances.json'})",
+            f"  test foreground Dice {scores['dice_foreground']:.3f} on {len(evaluation.per_image)} volumes",
+        ]
     )
-    return scores
