@@ -270,8 +270,8 @@ def plan_epochs(cfg: Any, minutes: float, n_val: int = 0, validations: int = 4, 
     """
     import torch
 
-    from bioseg.engine.module import build_network
     from bioseg.engine.trainer import resolve_precision
+    from bioseg.nn.bundle import build_network
 
     net = build_network(cfg)
     opt = torch.optim.AdamW(net.parameters())

@@ -1,6 +1,6 @@
 """Benchmark 6: the multi-task demo at its full budget, against its target.
 
-Runs ``bioseg.demo_multitask.run_demo_multitask`` (synthetic wings → check → train four heads on
+Runs ``bioseg.demos.multitask.run_demo_multitask`` (synthetic wings → check → train four heads on
 ``hoppernet_lite`` with head freezing → evaluate the test images) in a temporary folder and reads its
 ``metrics.csv``. The bar: on the validation images each head reaches Dice >= 0.85 (veins: clDice >= 0.8)
 within 10 minutes on 2 cores, with head freezing engaging (at least one head frozen at some epoch).
@@ -59,7 +59,7 @@ def spans(epochs: list[int]) -> list[list[int]]:
 
 
 def summarise(run_dir: Path, scores: dict[str, float], wall_s: float) -> dict[str, Any]:
-    from bioseg.demo_multitask import BARS, DEMO_MT_HEADS, best_values, freezing_events
+    from bioseg.demos.multitask import BARS, DEMO_MT_HEADS, best_values, freezing_events
     from bioseg.reports.history import read_metrics_csv
 
     history = read_metrics_csv(run_dir / "metrics.csv")
@@ -136,7 +136,7 @@ def main() -> None:
     args = p.parse_args()
     C.setup_threads(args.threads)
     C.quiet_lightning()
-    from bioseg.demo_multitask import (
+    from bioseg.demos.multitask import (
         DEMO_MT_EPOCHS,
         DEMO_MT_IMAGES,
         DEMO_MT_RESIZE,
@@ -223,7 +223,7 @@ def main() -> None:
 
 
 def _bars() -> dict[str, float]:
-    from bioseg.demo_multitask import BARS
+    from bioseg.demos.multitask import BARS
 
     return dict(BARS)
 

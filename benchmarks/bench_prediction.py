@@ -56,7 +56,7 @@ def make_experiment(spatial_dims: int = 2, patch: list[int] | None = None, **inf
 def train_weights(net: torch.nn.Module, steps: int, patch: int = 128, seed: int = 0) -> float:
     """A few plain training steps on synthetic cells (bf16 autocast), so that the output means something."""
     from bioseg.data.preprocess import normalize
-    from bioseg.data.synthetic import make_cells_2d
+    from bioseg.demos.cells2d import make_cells_2d
 
     rng = np.random.default_rng(seed)
     pairs = [make_cells_2d((256, 256), seed=seed + i) for i in range(12)]
@@ -86,7 +86,7 @@ def train_weights(net: torch.nn.Module, steps: int, patch: int = 128, seed: int 
 def test_image(size: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """A normalised ``(1, size, size)`` synthetic cell image and its mask."""
     from bioseg.data.preprocess import normalize
-    from bioseg.data.synthetic import make_cells_2d
+    from bioseg.demos.cells2d import make_cells_2d
 
     density = size * size / 256**2
     image, mask = make_cells_2d((size, size), seed=seed, n_cells=(int(8 * density), int(14 * density)))
@@ -131,8 +131,8 @@ def tile_count(shape: tuple[int, ...], patch: list[int], overlap: float) -> int:
 
 def memory_probe(weights: str, size: int, precision: str, batch: int) -> dict[str, float]:
     """Run in a fresh process: the peak resident memory one ``predict_prepared`` of a ``size``² image adds."""
-    from bioseg.engine.module import build_network
     from bioseg.inference.predictor import Predictor
+    from bioseg.nn.bundle import build_network
 
     cfg = make_experiment(2, [256, 256], batch_size=batch)
     net = build_network(cfg)
@@ -176,8 +176,8 @@ def memory_fit(net: torch.nn.Module, sizes: list[int], precision: str, batch: in
 
 
 def run_2d(args: Any, log: Any = print) -> dict[str, Any]:
-    from bioseg.engine.module import build_network
     from bioseg.inference.predictor import Predictor
+    from bioseg.nn.bundle import build_network
 
     patch, overlap, batch = [256, 256], 0.25, 4
     cfg = make_experiment(2, patch, overlap=overlap, batch_size=batch, blending="gaussian")
@@ -301,8 +301,8 @@ def sweep(net: torch.nn.Module, args: Any, log: Any = print) -> dict[str, Any]:
 
 def run_volume(args: Any, log: Any = print) -> dict[str, Any]:
     """3D UNet on a volume, one interleaved round (untrained weights: speed only)."""
-    from bioseg.engine.module import build_network
     from bioseg.inference.predictor import Predictor
+    from bioseg.nn.bundle import build_network
 
     shape = (32, 256, 256) if args.quick else (64, 512, 512)
     patch = [32, 128, 128] if args.quick else [64, 128, 128]

@@ -43,7 +43,7 @@ TARGET = 0.95
 
 def make_dataset(root: Path, n: int, size: int) -> Path:
     """``n`` synthetic cell images of ``size``² with binary masks, as a folder-pair dataset under ``root``."""
-    from bioseg.data.synthetic import write_cells_dataset
+    from bioseg.demos.cells2d import write_cells_dataset
 
     return write_cells_dataset(root, n, size=(size, size), seed=0)
 
@@ -101,7 +101,7 @@ class PlainLoop:
     """The reference: a plain PyTorch training step on pre-cut in-memory patches."""
 
     def __init__(self, cfg: Any, datamodule: Any, seed: int = 0, channels_last: bool = False) -> None:
-        from bioseg.engine.module import build_network
+        from bioseg.nn.bundle import build_network
 
         torch.manual_seed(cfg.seed)
         self.format = torch.channels_last if channels_last else torch.contiguous_format

@@ -10,7 +10,7 @@ def cells_dir(tmp_path_factory) -> Path:
     """Ten synthetic 64×64 cell images with 0/1 masks, split 1 fold (test 20%)."""
     from bioseg.data.layouts import discover
     from bioseg.data.splits import make_splits
-    from bioseg.data.synthetic import write_cells_dataset
+    from bioseg.demos.cells2d import write_cells_dataset
 
     root = write_cells_dataset(tmp_path_factory.mktemp("cells") / "data", 10, size=(64, 64), seed=0)
     make_splits(discover(root), folds=1, test_split=0.2, val_split=0.2, seed=0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bioseg.data.synthetic3d import write_cells_3d_dataset
+from bioseg.demos.cells3d import write_cells_3d_dataset
 from bioseg.io import write_png, write_tiff
 from bioseg.workflows.init_config import infer_config
 

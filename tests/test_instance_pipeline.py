@@ -36,7 +36,7 @@ INSTANCE_HEADS = {
 def volumes(tmp_path_factory) -> Path:
     from bioseg.data.layouts import discover
     from bioseg.data.splits import make_splits
-    from bioseg.data.synthetic3d import write_cells_3d_dataset
+    from bioseg.demos.cells3d import write_cells_3d_dataset
 
     root = write_cells_3d_dataset(tmp_path_factory.mktemp("vol") / "data", 4, shape=(8, 32, 32), seed=0)
     make_splits(discover(root), folds=1, test_split=0.25, val_split=0.34, seed=0)

@@ -40,7 +40,7 @@ def wing_config(root: Path, out: Path, **data) -> dict:
 
 @pytest.fixture(scope="module")
 def wings(tmp_path_factory) -> Path:
-    from bioseg.data.synthetic_wing import write_wing_dataset
+    from bioseg.demos.wings import write_wing_dataset
 
     root = write_wing_dataset(
         tmp_path_factory.mktemp("wings") / "data", 6, size=(72, 96), seed=0, split=(0.5, 0.25, 0.25)
@@ -143,7 +143,7 @@ def test_ome_zarr_round_trip(tmp_path):
 
     from bioseg.data.layouts import discover
     from bioseg.data.splits import make_splits
-    from bioseg.data.synthetic_wing import make_wing
+    from bioseg.demos.wings import make_wing
     from bioseg.io import write_ome_zarr
 
     heads = {"wing": {"type": "binary"}, "spots": {"type": "binary"}}

@@ -189,7 +189,7 @@ def test_registry_and_unknown_names():
 
 def test_model_config_section_maps_onto_create_model():
     from bioseg.config import ModelConfig, from_dict
-    from bioseg.engine.module import build_network
+    from bioseg.nn.bundle import build_network
 
     model_cfg = {"spatial_dims": 3, "widths": [4, 8], "norm": "group", "residual": True, "upsample": "interp"}
     cfg = from_dict({"data": {"root": "/d", "patch_size": [4, 8, 8], "classes": ["a", "b", "c"]}, "model": model_cfg})
@@ -216,7 +216,7 @@ def test_model_config_choices_are_the_unet_choices():
 )
 def test_activation_and_downsample_keys_reach_the_unet(model_cfg, layer, default_layer):
     from bioseg.config import from_dict
-    from bioseg.engine.module import build_network
+    from bioseg.nn.bundle import build_network
 
     def layers(model: nn.Module) -> set[type]:
         part = model.downs if "downsample" in model_cfg else model.encoders
@@ -232,7 +232,7 @@ def test_activation_and_downsample_keys_reach_the_unet(model_cfg, layer, default
 
 def test_unet_only_keys_are_refused_for_resunet():
     from bioseg.config import from_dict
-    from bioseg.engine.module import build_network
+    from bioseg.nn.bundle import build_network
 
     model = {"name": "resunet", "activation": "relu"}
     cfg = from_dict({"data": {"root": "/d", "patch_size": [32, 32]}, "model": model})

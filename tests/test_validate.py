@@ -214,3 +214,48 @@ def test_isbi2012_real_dataset():
     unmapped = check_dataset(index, num_classes=2)
     assert len(unmapped.problems) == 30
     assert all("add data.mask_values: {0: 0, 255: 1}" in p for p in unmapped.problems)
+
+
+def _multitask(root: Path, masks: dict[str, dict[str, np.ndarray]]) -> Path:
+    """``root/train/images/<id>.png`` and ``root/train/masks/<head>/<id>_seg_<head>.tif`` per head."""
+    for sample, by_head in masks.items():
+        write_png(root / "train" / "images" / f"{sample}.png", _image())
+        for head, mask in by_head.items():
+            write_tiff(root / "train" / "masks" / head / f"{sample}_seg_{head}.tif", mask)
+    return root
+
+
+def test_multitask_head_masks_with_bad_values_or_sizes_are_each_reported(tmp_path):
+    domains = np.zeros((17, 18), np.uint8)
+    domains[:, 4:] = np.arange(1, 5).repeat(4)[:14]  # classes 0..4: a multiclass head
+    root = _multitask(
+        tmp_path,
+        {
+            "a": {"wing": _mask(), "spots": _mask(values=(0, 255)), "domains": domains},
+            "b": {"wing": _mask(values=(0, 3)), "spots": _mask(values=(0, 255)), "domains": domains},
+            "c": {"wing": _mask((17, 20)), "spots": np.zeros((17, 18), np.uint8), "domains": domains},
+        },
+    )
+    report = check_dataset(discover(root))  # as `bioseg check DIR` runs it
+    problems = report.problems
+    assert len(problems) == 4, problems
+    wing_b = next(p for p in problems if "b_seg_wing.tif" in p)
+    assert "('wing' mask) has values {0, 3}" in wing_b and "0..1" in wing_b and "fix the mask" in wing_b
+    wing_c = next(p for p in problems if "c_seg_wing.tif" in p)
+    assert "17×20" in wing_c and "17×18" in wing_c
+    spots = [p for p in problems if "_seg_spots.tif" in p]
+    assert len(spots) == 2 and all("{0, 255}" in p and "heads.spots.mask_values: {0: 0, 255: 1}" in p for p in spots)
+    assert not any("domains" in p for p in problems)  # 0..4 without a gap: five classes
+    assert report.summary["head_mask_values"] == {"domains": [0, 1, 2, 3, 4], "spots": [0, 255], "wing": [0, 1, 3]}
+    assert "3 samples, 3 with masks" in report.format() and "head masks: domains {0, 1, 2, 3, 4}" in report.format()
+
+    # declared heads, as a config gives them: the spots' mapping makes 255 a class, the wing has 2 classes
+    heads = {"wing": {}, "spots": {"mask_values": {0: 0, 255: 1}}, "domains": {"classes": 5}, "veins": {}}
+    declared = check_dataset(discover(root), heads=heads).problems
+    assert not any("_seg_spots.tif" in p for p in declared)
+    assert any("b_seg_wing.tif" in p and "head 'wing' has 2 classes" in p for p in declared)
+    assert any("head 'veins' has no masks" in p for p in declared)
+    small = check_dataset(discover(root), heads={"domains": {"classes": 3}}).problems
+    assert sum("_seg_domains.tif" in p and "has 3 classes" in p for p in small) == 3
+    # one mask's classes (what training passes) leave head values to a declared mapping: only sizes
+    assert len(check_dataset(discover(root), num_classes=2).problems) == 1

@@ -23,14 +23,14 @@ def check(
 ) -> None:
     """Discover a dataset and list every problem before training (exit 0 when usable)."""
     mapping = parse_mask_values(mask_values)
-    layout, csv, axes = "auto", None, None
+    layout, csv, axes, heads = "auto", None, None, None
     if config is not None:  # first, so that a config error answers at once (nothing heavy imported yet)
         from bioseg import config as config_mod
 
         cfg = config_mod.load(config)
         d = cfg.data
         if d.labels == "semantic":  # instance ids are not class indices: only structure is checked
-            classes, mapping = d.num_classes, d.mask_values
+            classes, mapping, heads = d.num_classes, d.mask_values, cfg.heads
         layout, csv, axes, spatial_dims = d.layout, d.csv, d.axes, cfg.model.spatial_dims
     from bioseg.data.layouts import discover
     from bioseg.data.validate import check_dataset
@@ -40,7 +40,13 @@ def check(
     if spatial_dims is None and index.samples:
         spatial_dims = detect_spatial_dims(index.samples[0].image)
     report = check_dataset(
-        index, num_classes=classes, mask_values=mapping, progress=True, spatial_dims=spatial_dims or 2, axes=axes
+        index,
+        num_classes=classes,
+        mask_values=mapping,
+        progress=True,
+        spatial_dims=spatial_dims or 2,
+        axes=axes,
+        heads=heads,
     )
     typer.echo(report.format())
     if not report.ok:

@@ -21,12 +21,8 @@ def demo(
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """The whole job on built-in synthetic data: check → split → train → predict → evaluate."""
+    from bioseg.demos.runner import launch
+
     if three_d and multitask:
         raise BiosegError("choose one of --3d and --multitask")
-    if three_d:
-        from bioseg.demo3d import run_demo_3d as run
-    elif multitask:
-        from bioseg.demo_multitask import run_demo_multitask as run
-    else:
-        from bioseg.demo import run_demo as run
-    run(output, log=typer.echo, progress=progress)
+    launch("3d" if three_d else "multitask" if multitask else "cells", output, log=typer.echo, progress=progress)

@@ -20,6 +20,7 @@ def checked_data(cfg: Experiment) -> tuple[DatasetIndex, dict[str, list[str]]]:
         mask_values=d.mask_values if semantic else None,
         spatial_dims=cfg.model.spatial_dims,
         axes=d.axes,
+        heads=cfg.heads if semantic else None,  # each head's own masks against its classes and mapping
     )
     if not report.ok:
         listing = "\n".join(f"  - {p}" for p in report.problems)

@@ -95,3 +95,12 @@ def map_mask(mask: np.ndarray, mask_values: Mapping[int, int] | None, num_classe
             "add data.mask_values (e.g. {255: 1})"
         )
     return mask.astype(np.int64, copy=False)
+
+
+def value_counts(mask: np.ndarray) -> dict[int, int]:
+    """Raw value → pixels; bincount when the values are small non-negative integers (fast)."""
+    if mask.size and mask.dtype.kind in "ui" and mask.min() >= 0 and mask.max() < 1 << 20:
+        hist = np.bincount(mask.ravel())
+        return {int(v): int(hist[v]) for v in np.flatnonzero(hist)}
+    values, n = np.unique(mask, return_counts=True)
+    return {int(v): int(k) for v, k in zip(values, n, strict=True)}

@@ -10,75 +10,18 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from bioseg.data.check_report import CheckReport, jpeg_hint, mapping_text, plural, size_text, values_text
 from bioseg.data.layouts import DatasetIndex
+from bioseg.data.preprocess import value_counts
+from bioseg.data.validate_heads import head_mask_problems, head_value_problems
 from bioseg.io.images import ImageReadError, read_image, read_mask
-
-
-@dataclass
-class CheckReport:
-    """What ``check_dataset`` found: ``problems`` (one line each) and a ``summary`` dict.
-
-    Summary keys: ``root``, ``layout``, ``samples``, ``with_mask``, ``image_sizes`` (``min`` and
-    ``max`` per axis, ``set`` of distinct sizes), ``channels`` and ``dtypes`` (value → number of
-    images), ``mask_dtypes``, ``mask_values`` (sorted union of raw mask values), ``mask_value_pixels``
-    (raw value → pixels), ``suggested_mask_values`` (sorted raw values → 0..n-1, or None when they
-    already are 0..n-1), ``class_pixels`` and ``class_frequencies`` (class → pixels / fraction, after
-    ``mask_values``), ``class_presence`` (sample name → sorted classes present), ``num_classes``,
-    ``mask_values_map``.
-    """
-
-    problems: list[str] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def format(self) -> str:
-        """A short human summary, then every problem on its own line."""
-        s = self.summary
-        lines = [
-            f"dataset {s.get('root')} ({s.get('layout')} layout): {s.get('samples', 0)} samples, "
-            f"{s.get('with_mask', 0)} with masks"
-        ]
-        sizes = s.get("image_sizes") or {}
-        mapped = s.get("mask_values_map")
-        if sizes.get("set"):
-            distinct = sizes["set"]
-            size_text = (
-                _size(distinct[0])
-                if len(distinct) == 1
-                else f"{len(distinct)} sizes from {_size(sizes['min'])} to {_size(sizes['max'])}"
-            )
-            channels = ", ".join(f"{c} channel{_s(c)} ({n})" for c, n in s["channels"].items())
-            dtypes = ", ".join(f"{d} ({n})" for d, n in s["dtypes"].items())
-            lines.append(f"images: {size_text}; {channels}; {dtypes}")
-        if s.get("mask_values") is not None and s.get("mask_dtypes"):
-            lines.append(
-                f"masks: {', '.join(s['mask_dtypes'])}; values {_values(s['mask_values'])}"
-                + (f" (data.mask_values: {_mapping(mapped)})" if mapped else "")
-            )
-        if s.get("class_frequencies"):
-            presence = Counter(c for classes in s["class_presence"].values() for c in classes)
-            freqs = list(s["class_frequencies"].items())
-            parts = [f"{c}: {100 * f:.1f}% of pixels, in {presence[c]} sample{_s(presence[c])}" for c, f in freqs[:8]]
-            if len(freqs) > 8:
-                parts.append(f"... ({len(freqs)} in all)")
-            declared = s.get("num_classes") is not None or mapped is not None
-            lines.append(("classes: " if declared else "mask values: ") + "; ".join(parts))
-        if self.ok:
-            lines.append("no problems found")
-        else:
-            lines.append(f"{len(self.problems)} problem{_s(len(self.problems))}:")
-            lines += [f"- {p}" for p in self.problems]
-        return "\n".join(lines)
 
 
 def check_dataset(
@@ -89,6 +32,7 @@ def check_dataset(
     progress: bool = False,
     spatial_dims: int = 2,
     axes: str | None = None,
+    heads: Mapping[str, Any] | None = None,
 ) -> CheckReport:
     """Read every image and mask of ``index`` and report every problem together.
 
@@ -96,58 +40,117 @@ def check_dataset(
     (after ``mask_values``, whose keys must then cover every value found); with ``num_classes=None``
     only structural problems are reported and the summary still lists the values found.
     ``progress`` shows a progress bar on stderr.
-    """
-    problems = list(index.problems)
-    shapes: dict[str, tuple[int, ...]] = {}
-    channels: dict[str, int] = {}
-    dtypes: Counter[str] = Counter()
-    mask_dtypes: Counter[str] = Counter()
-    counts: dict[str, dict[int, int]] = {}  # sample → raw mask value → pixels
-    mask_files: dict[str, str] = {}
 
-    bar = tqdm(index.samples, desc="checking", unit="sample", file=sys.stderr, disable=not progress)
-    for sample in bar:
+    A multitask layout's head masks (``masks/<head>/``) must have their image's size and hold class
+    indices. ``heads`` declares each head's classes as a config does (``heads.<h>``: ``HeadConfig``
+    objects or dicts with ``classes``, default 2, ``mask_values`` and ``source``, the mask folder when it
+    is not the head's name); without it and without ``num_classes`` or ``mask_values`` (``bioseg check
+    DIR``), a head's masks must together hold the classes 0..k-1 without a gap (at least 0 and 1; more
+    than 10 values are object ids and not checked). ``num_classes`` or ``mask_values`` alone leave head
+    values unchecked: they describe one mask per sample, and a head's own mapping is not known then.
+    """
+    scan = _scan(index, spatial_dims, axes, progress)
+    problems = list(index.problems) + scan.problems
+    problems += _channel_problems(scan.channels, index)
+    value_problems, suggestion = _value_problems(scan.counts, scan.mask_files, num_classes, mask_values)
+    problems += value_problems
+    if heads is not None or (num_classes is None and mask_values is None):
+        problems += head_value_problems(scan.head_counts, heads)
+    summary = {
+        "root": str(index.root),
+        "layout": index.layout,
+        "samples": len(index.samples),
+        "with_mask": sum(s.mask is not None or bool(s.masks) for s in index.samples),
+        **_image_summary(scan),
+        "suggested_mask_values": suggestion,
+        **_class_summary(scan.counts, mask_values),
+        "num_classes": num_classes,
+        "mask_values_map": dict(mask_values) if mask_values is not None else None,
+        "head_mask_values": {
+            h: sorted({v for c in f.values() for v in c}) for h, f in sorted(scan.head_counts.items())
+        },
+    }
+    return CheckReport(problems=problems, summary=summary)
+
+
+@dataclass
+class _Scan:
+    """What one pass over the files found: per-file problems and the statistics the summary is made of."""
+
+    problems: list[str] = field(default_factory=list)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)
+    dtypes: Counter[str] = field(default_factory=Counter)
+    mask_dtypes: Counter[str] = field(default_factory=Counter)
+    counts: dict[str, dict[int, int]] = field(default_factory=dict)  # sample → raw mask value → pixels
+    mask_files: dict[str, str] = field(default_factory=dict)
+    head_counts: dict[str, dict[str, dict[int, int]]] = field(default_factory=dict)  # head → file → counts
+
+
+def _scan(index: DatasetIndex, spatial_dims: int, axes: str | None, progress: bool) -> _Scan:
+    """Read every image and mask once."""
+    scan = _Scan()
+    mask_axes = axes.replace("C", "") if axes else None
+    for sample in tqdm(index.samples, desc="checking", unit="sample", file=sys.stderr, disable=not progress):
         image_name = index.display(sample.image)
         image = None
         try:
             image = read_image(sample.image, spatial_dims=spatial_dims, axes=axes)
         except ImageReadError as err:
-            problems.append(f"{image_name} {err.reason}")
+            scan.problems.append(f"{image_name} {err.reason}")
         if image is not None:
-            shapes[sample.name] = tuple(image.shape[1:])
-            channels[sample.name] = int(image.shape[0])
-            dtypes[str(image.dtype)] += 1
-            problems += _intensity_problems(image, image_name)
+            scan.shapes[sample.name] = tuple(image.shape[1:])
+            scan.channels[sample.name] = int(image.shape[0])
+            scan.dtypes[str(image.dtype)] += 1
+            scan.problems += _intensity_problems(image, image_name)
         for head, path in sample.masks.items() if index.layout == "multitask" else ():
-            problems += _head_mask_problems(index, head, path, image, image_name, spatial_dims)
-        if sample.mask is None:
-            continue
-        mask_name = index.display(sample.mask)
-        try:
-            mask = read_mask(sample.mask, spatial_dims=spatial_dims, axes=axes.replace("C", "") if axes else None)
-        except ImageReadError as err:
-            problems.append(f"{mask_name} {err.reason}")
-            continue
-        mask_dtypes[str(mask.dtype)] += 1
-        mask_files[sample.name] = mask_name
-        if image is not None and tuple(mask.shape) != tuple(image.shape[1:]):
-            problems.append(
-                f"{mask_name} is {_size(mask.shape)} but its image {image_name} is {_size(image.shape[1:])}; "
-                "a mask must have its image's size: re-export the mask (or crop the image) to match"
-            )
-        counts[sample.name] = _value_counts(mask)
-    bar.close()
+            found, values = head_mask_problems(index, head, path, image, image_name, spatial_dims)
+            scan.problems += found
+            if values is not None:
+                scan.head_counts.setdefault(head, {})[index.display(path)] = values
+        if sample.mask is not None:
+            _scan_mask(index, sample, image, image_name, spatial_dims, mask_axes, scan)
+    return scan
 
-    problems += _channel_problems(channels, index)
-    value_problems, suggestion = _value_problems(counts, mask_files, num_classes, mask_values)
-    problems += value_problems
 
+def _scan_mask(index, sample, image, image_name: str, spatial_dims: int, axes: str | None, scan: _Scan) -> None:
+    mask_name = index.display(sample.mask)
+    try:
+        mask = read_mask(sample.mask, spatial_dims=spatial_dims, axes=axes)
+    except ImageReadError as err:
+        scan.problems.append(f"{mask_name} {err.reason}")
+        return
+    scan.mask_dtypes[str(mask.dtype)] += 1
+    scan.mask_files[sample.name] = mask_name
+    if image is not None and tuple(mask.shape) != tuple(image.shape[1:]):
+        scan.problems.append(
+            f"{mask_name} is {size_text(mask.shape)} but its image {image_name} is {size_text(image.shape[1:])}; "
+            "a mask must have its image's size: re-export the mask (or crop the image) to match"
+        )
+    scan.counts[sample.name] = value_counts(mask)
+
+
+def _image_summary(scan: _Scan) -> dict[str, Any]:
+    sizes = list(scan.shapes.values())
+    return {
+        "image_sizes": {
+            "min": [int(v) for v in np.min(sizes, axis=0)] if sizes else None,
+            "max": [int(v) for v in np.max(sizes, axis=0)] if sizes else None,
+            "set": sorted({tuple(int(v) for v in s) for s in sizes}),
+        },
+        "channels": dict(sorted(Counter(scan.channels.values()).items())),
+        "dtypes": dict(sorted(scan.dtypes.items())),
+        "mask_dtypes": dict(sorted(scan.mask_dtypes.items())),
+    }
+
+
+def _class_summary(counts: dict[str, dict[int, int]], mask_values: dict[int, int] | None) -> dict[str, Any]:
+    """Raw mask values and, after ``mask_values``, the pixels, frequency and presence of each class."""
     raw_pixels: Counter[int] = Counter()
-    for c in counts.values():
-        raw_pixels.update(c)
     class_pixels: Counter[int] = Counter()
     presence: dict[str, list[int]] = {}
     for name, c in counts.items():
+        raw_pixels.update(c)
         present = set()
         for value, n in c.items():
             cls = value if mask_values is None else mask_values.get(value)
@@ -156,52 +159,16 @@ def check_dataset(
                 present.add(cls)
         presence[name] = sorted(present)
     total = sum(class_pixels.values())
-
-    sizes = list(shapes.values())
-    summary: dict[str, Any] = {
-        "root": str(index.root),
-        "layout": index.layout,
-        "samples": len(index.samples),
-        "with_mask": sum(s.mask is not None for s in index.samples),
-        "image_sizes": {
-            "min": [int(v) for v in np.min(sizes, axis=0)] if sizes else None,
-            "max": [int(v) for v in np.max(sizes, axis=0)] if sizes else None,
-            "set": sorted({tuple(int(v) for v in s) for s in sizes}),
-        },
-        "channels": dict(sorted(Counter(channels.values()).items())),
-        "dtypes": dict(sorted(dtypes.items())),
-        "mask_dtypes": dict(sorted(mask_dtypes.items())),
+    return {
         "mask_values": sorted(raw_pixels),
         "mask_value_pixels": dict(sorted(raw_pixels.items())),
-        "suggested_mask_values": suggestion,
         "class_pixels": dict(sorted(class_pixels.items())),
         "class_frequencies": {c: n / total for c, n in sorted(class_pixels.items())} if total else {},
         "class_presence": presence,
-        "num_classes": num_classes,
-        "mask_values_map": dict(mask_values) if mask_values is not None else None,
     }
-    return CheckReport(problems=problems, summary=summary)
 
 
 # --- the checks ----------------------------------------------------------------------------------
-
-
-def _head_mask_problems(
-    index: DatasetIndex, head: str, path: Path, image: np.ndarray | None, image_name: str, spatial_dims: int
-) -> list[str]:
-    """A multitask head's own mask: readable, and its image's size (its values depend on the head's
-    classes in the config, which training checks)."""
-    name = index.display(path)
-    try:
-        mask = read_mask(path, spatial_dims=spatial_dims)
-    except ImageReadError as err:
-        return [f"{name} ('{head}' mask) {err.reason}"]
-    if image is not None and tuple(mask.shape) != tuple(image.shape[1:]):
-        return [
-            f"{name} ('{head}' mask) is {_size(mask.shape)} but its image {image_name} is "
-            f"{_size(image.shape[1:])}; a mask must have its image's size: re-export the mask to match"
-        ]
-    return []
 
 
 def _intensity_problems(image: np.ndarray, name: str) -> list[str]:
@@ -236,9 +203,9 @@ def _channel_problems(channels: dict[str, int], index: DatasetIndex) -> list[str
         c = channels.get(sample.name)
         if c is not None and c != usual:
             out.append(
-                f"{index.display(sample.image)} has {c} channel{_s(c)} but "
+                f"{index.display(sample.image)} has {c} channel{plural(c)} but "
                 f"{n_usual} of {len(channels)} images have {usual}: every image needs the same channels "
-                f"(convert this one to {usual} channel{_s(usual)}, or the others)"
+                f"(convert this one to {usual} channel{plural(usual)}, or the others)"
             )
     return out
 
@@ -266,16 +233,16 @@ def _value_problems(
             if unknown:
                 example = {**mask_values, **{v: "?" for v in unknown}}
                 out.append(
-                    f"{mask_files[name]} has values {_values(sorted(c))}; {_values(unknown)} "
+                    f"{mask_files[name]} has values {values_text(sorted(c))}; {values_text(unknown)} "
                     f"{'is' if len(unknown) == 1 else 'are'} not in data.mask_values "
-                    f"{_mapping(mask_values)}: add {'it' if len(unknown) == 1 else 'them'} "
-                    f"(data.mask_values: {_mapping(example)}) or fix the mask{_jpeg_hint(mask_files[name])}"
+                    f"{mapping_text(mask_values)}: add {'it' if len(unknown) == 1 else 'them'} "
+                    f"(data.mask_values: {mapping_text(example)}) or fix the mask{jpeg_hint(mask_files[name])}"
                 )
         return out, suggestion
     if num_classes is None:
         return out, suggestion
     if len(union) <= num_classes:
-        fix = f"add data.mask_values: {_mapping(suggestion or {})}"
+        fix = f"add data.mask_values: {mapping_text(suggestion or {})}"
     else:
         fix = (
             f"the masks hold {len(union)} distinct values for {num_classes} classes: declare more classes "
@@ -285,44 +252,7 @@ def _value_problems(
         bad = [v for v in c if not 0 <= v < num_classes]
         if bad:
             out.append(
-                f"{mask_files[name]} has values {_values(sorted(c))}; a mask must hold class indices "
-                f"0..{num_classes - 1}: {fix}{_jpeg_hint(mask_files[name])}"
+                f"{mask_files[name]} has values {values_text(sorted(c))}; a mask must hold class indices "
+                f"0..{num_classes - 1}: {fix}{jpeg_hint(mask_files[name])}"
             )
     return out, suggestion
-
-
-def _value_counts(mask: np.ndarray) -> dict[int, int]:
-    """Raw value → pixels; bincount when the values are small non-negative integers (fast)."""
-    if mask.size and mask.dtype.kind in "ui" and mask.min() >= 0 and mask.max() < 1 << 20:
-        hist = np.bincount(mask.ravel())
-        return {int(v): int(hist[v]) for v in np.flatnonzero(hist)}
-    values, n = np.unique(mask, return_counts=True)
-    return {int(v): int(k) for v, k in zip(values, n, strict=True)}
-
-
-# --- formatting ----------------------------------------------------------------------------------
-
-
-def _values(values: list[int], limit: int = 10) -> str:
-    if len(values) > limit:
-        head = ", ".join(str(v) for v in values[: limit - 2])
-        return f"{{{head}, ..., {values[-1]}}} ({len(values)} values)"
-    return "{" + ", ".join(str(v) for v in values) + "}"
-
-
-def _mapping(mapping: dict[int, Any]) -> str:
-    return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(mapping.items())) + "}"
-
-
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"
-
-
-def _size(shape: Any) -> str:
-    return "×".join(str(int(v)) for v in shape)
-
-
-def _jpeg_hint(name: str) -> str:
-    if name.lower().endswith((".jpg", ".jpeg")):
-        return " (JPEG is lossy and changes mask values: save masks as PNG or TIFF)"
-    return ""

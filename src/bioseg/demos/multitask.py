@@ -1,6 +1,6 @@
 """``bioseg demo --multitask``: four heads on one network, on procedural insect wings.
 
-Synthetic wings (:mod:`bioseg.data.synthetic_wing`, the seed's folder layout ``train|val|test/images`` +
+Synthetic wings (:mod:`bioseg.demos.wings`, the seed's folder layout ``train|val|test/images`` +
 ``masks/<head>/``) → check → train a compact multi-head UNet (``hoppernet_lite`` with a sixth level) on
 whole wings fitted into a square, with a loss per head (wing: BCE + Dice; veins: BCE + Dice + clDice;
 spots: focal + Dice; domains: cross-entropy over 5 classes) and head freezing → evaluate the test
@@ -11,14 +11,16 @@ the target (:data:`BARS`), in under 10 minutes on a 2-core CPU.
 from __future__ import annotations
 
 import math
-import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bioseg.demos.runner import Outcome, Plan, folders, run
 from bioseg.errors import BiosegError
+
+if TYPE_CHECKING:
+    from bioseg.config import Experiment
 
 DEMO_MT_IMAGES = 80
 DEMO_MT_SIZE = (176, 192)  # (Y, X): the longest side is the square's, so fitting pads and never shrinks
@@ -140,58 +142,6 @@ def cldice_on_split(pred_dir: Path, data_dir: Path, head: str = "veins", split: 
     return float(np.mean(scores)) if scores else math.nan
 
 
-def check_head_masks(data_dir: Path, heads: dict[str, dict[str, Any]]) -> list[str]:
-    """Every problem of the per-head masks: missing files, sizes unlike their image, values outside the
-    head's classes. (``check_dataset`` reads the images; the masks of a multitask layout are read here.)"""
-    import numpy as np
-    import tifffile
-
-    from bioseg.data.layouts import discover
-    from bioseg.io import read_image
-
-    problems = []
-    for sample in discover(data_dir).samples:
-        shape = read_image(sample.image).shape[1:]
-        for head, spec in heads.items():
-            path = sample.masks.get(head)
-            if path is None:
-                problems.append(f"{sample.name} has no '{head}' mask")
-                continue
-            mask = np.asarray(tifffile.imread(path))
-            classes = int(spec.get("classes", 2))
-            if mask.shape != shape:
-                problems.append(f"{path} is {mask.shape} but its image is {shape}")
-            elif int(mask.max()) >= classes:
-                problems.append(f"{path} holds value {int(mask.max())}; head '{head}' has {classes} classes")
-    return problems
-
-
-def free_cores() -> int:
-    """Cores that other processes leave idle (CPU count minus the 1-minute load average), at least 1."""
-    cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
-        return cores
-    return max(1, min(cores, int(cores - load + 0.5)))
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[int]:
-    """Run the block with ``threads`` intra-op threads (None: torch's count, capped at the free cores),
-    then restore the previous count. OpenMP threads that share busy cores wait on each other: on a
-    2-core machine running two other jobs, a training step took 5.6 s with 2 threads and 0.8 s with 1."""
-    import torch
-
-    before = torch.get_num_threads()
-    n = int(threads) if threads else min(before, free_cores())
-    torch.set_num_threads(max(1, n))
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(before)
-
-
 # --- the demo --------------------------------------------------------------------------------------
 
 
@@ -261,14 +211,41 @@ def run_demo_multitask(
     and its best (``val_cldice_veins_best``); ``epochs_run``, ``freeze_events`` (freezes + unfreezes),
     ``threads``, ``train_s`` and ``total_s`` (seconds).
     """
-    from bioseg.config import from_dict, to_dict
-    from bioseg.data.layouts import discover
-    from bioseg.data.synthetic_wing import write_wing_dataset
-    from bioseg.data.validate import check_dataset
-    from bioseg.engine.module import build_network
-    from bioseg.engine.trainer import train
-    from bioseg.evaluation import evaluate_run
-    from bioseg.init_config import write_config
+    from bioseg.config import to_dict
+    from bioseg.demos.wings import write_wing_dataset
+
+    size, cfg = _checked_budget(out_dir, images, epochs, size, resize, overrides)
+    heads = list(DEMO_MT_HEADS)
+    plan = Plan(
+        name="demo_multitask",
+        generate=partial(write_wing_dataset, n=int(images), size=size, seed=0, split=DEMO_MT_SPLIT),
+        generating=f"generating {int(images)} synthetic wings {size[0]}×{size[1]} (heads: {', '.join(heads)}) "
+        "in {data}",
+        header="bioseg multi-task demo experiment",
+        experiment=to_dict(cfg),
+        check={"heads": cfg.heads},  # every head's masks against its classes
+        checking="checking the images and every head's masks",
+        split=False,  # the wings come in train/val/test folders
+        training=f"training {len(heads)} heads on {cfg.model.name} at {resize}², head freezing on",
+        evaluating=("predicting and evaluating the test images, every head",),
+        steps=5,
+    )
+    outcome = run(plan, out_dir, log, progress, threads)
+    scores, kept_epoch, events = _scores(outcome, heads)
+    chart = plot_heads(outcome.result.history, heads, outcome.result.run_dir / "charts" / "heads.png", BARS)
+    scores["total_s"] = outcome.elapsed_s
+    outcome.steps("summary")
+    log(_summary(outcome, scores, heads, kept_epoch, events, chart))
+    return scores
+
+
+def _checked_budget(
+    out_dir: str | Path, images: int, epochs: int, size: Sequence[int], resize: int, overrides: Sequence[str]
+) -> tuple[tuple[int, ...], Experiment]:
+    """The image size and the resolved experiment, once every setting is known to work: refused before
+    any data is generated."""
+    from bioseg.config import from_dict
+    from bioseg.nn.bundle import build_network
 
     if isinstance(images, bool) or int(images) != images or images < 3:
         raise BiosegError(f"images={images!r}: the demo needs at least 3 (train, validation and test)")
@@ -278,63 +255,51 @@ def run_demo_multitask(
             f"size={size}: give (Y, X) with both at most resize={resize} (larger images would be shrunk and "
             "thin veins lost), e.g. size=(176, 192)"
         )
-    out = Path(out_dir).resolve()
-    data_dir = out / "data"
-    if (out / "runs").exists():
-        raise BiosegError(f"{out} already holds a demo run; remove it or pass -o NEW_FOLDER")
-    cfg = from_dict(demo_experiment(data_dir, out / "runs", epochs, resize), "demo", list(overrides))
+    where = folders(out_dir)
+    cfg = from_dict(demo_experiment(where.data, where.runs, epochs, resize), "demo", list(overrides))
     divisor = max(build_network(cfg).size_divisor)
     if resize % divisor:
         raise BiosegError(
             f"resize={resize} is not a multiple of {divisor}, which the network's poolings need: "
             f"pick e.g. {max(divisor, resize // divisor * divisor)}"
         )
-    start = time.monotonic()
-    heads = list(DEMO_MT_HEADS)
+    return size, cfg
 
-    log(f"1/5 generating {images} synthetic wings {size[0]}×{size[1]} (heads: {', '.join(heads)}) in {data_dir}")
-    write_wing_dataset(data_dir, int(images), size=size, seed=0, split=DEMO_MT_SPLIT)
 
-    log("2/5 checking the images and every head's masks")
-    report = check_dataset(discover(data_dir))
-    problems = report.problems + check_head_masks(data_dir, DEMO_MT_HEADS)
-    if problems:
-        raise BiosegError("the generated demo data failed its own check: " + "; ".join(problems))
-
-    config_path = out / "demo_multitask.yaml"
-    write_config(to_dict(cfg), config_path, header="bioseg multi-task demo experiment")
-    with torch_threads(threads) as n_threads:
-        log(
-            f"3/5 training {len(heads)} heads on {cfg.model.name} at {resize}², head freezing on, "
-            f"{n_threads} thread{'s' if n_threads > 1 else ''} (config: {config_path})"
-        )
-        train_start = time.monotonic()
-        result = train(config_path, progress=progress)
-        train_s = time.monotonic() - train_start
-        log("4/5 predicting and evaluating the test images, every head")
-        evaluation = evaluate_run(result.run_dir, split="test", progress=progress)
-
+def _scores(outcome: Outcome, heads: list[str]) -> tuple[dict[str, float], int | None, list[dict[str, Any]]]:
+    """The scores :func:`run_demo_multitask` returns (but ``total_s``), the epoch whose weights were kept
+    and the head freezing events."""
+    result, evaluation = outcome.result, outcome.evaluation
     history = result.history
     kept_epoch = best_values(history, result.monitor)[1]
     kept = next((r for r in history if kept_epoch is not None and int(_value(r, "epoch")) == kept_epoch), {})
     scores: dict[str, float] = {f"dice_{h}": float(evaluation.heads[h]["dice_mean"]) for h in heads}
     scores |= {f"val_dice_{h}": best_values(history, f"val/{h}/dice_mean")[0] for h in heads}
-    scores["cldice_veins"] = cldice_on_split(evaluation.out_dir, data_dir)
+    scores["cldice_veins"] = cldice_on_split(evaluation.out_dir, outcome.folders.data)
     scores["val_cldice_veins"] = _value(kept, "val/veins/cldice")
     scores["val_cldice_veins_best"] = best_values(history, "val/veins/cldice")[0]
     events = freezing_events(history, heads)
-    scores |= {"epochs_run": float(len(history)), "freeze_events": float(len(events)), "threads": float(n_threads)}
-    chart = plot_heads(history, heads, result.run_dir / "charts" / "heads.png", BARS)
-    scores["train_s"], scores["total_s"] = train_s, time.monotonic() - start
+    scores |= {"epochs_run": float(len(history)), "freeze_events": float(len(events))}
+    scores |= {"threads": float(outcome.threads), "train_s": outcome.train_s}
+    return scores, kept_epoch, events
 
+
+def _summary(
+    outcome: Outcome,
+    scores: dict[str, float],
+    heads: list[str],
+    kept_epoch: int | None,
+    events: list[dict[str, Any]],
+    chart: Path,
+) -> str:
     def verdict(value: float, bar: float) -> str:
         return "meets" if value >= bar else "below"
 
-    log("5/5 summary")
+    run_dir, evaluation = outcome.result.run_dir, outcome.evaluation
     lines = [
-        f"done in {scores['total_s']:.0f} s (training {train_s:.0f} s, {len(history)} epochs)",
-        f"  run folder:   {result.run_dir}",
-        f"  animation:    {result.run_dir / 'charts' / 'training.gif'} (every head, one frame per epoch)",
+        f"done in {scores['total_s']:.0f} s (training {outcome.train_s:.0f} s, {int(scores['epochs_run'])} epochs)",
+        f"  run folder:   {run_dir}",
+        f"  animation:    {run_dir / 'charts' / 'training.gif'} (every head, one frame per epoch)",
         f"  heads chart:  {chart} (validation Dice per head, frozen epochs shaded)",
         f"  predictions:  {evaluation.out_dir} (metrics: {evaluation.metrics_json})",
         f"  Dice per head: test ({len(evaluation.per_image)} images) | best validation vs the bar",
@@ -354,5 +319,4 @@ def run_demo_multitask(
         lines.append(f"  head freezing: {said}")
     else:
         lines.append("  head freezing: no head reached the freezing threshold")
-    log("\n".join(lines))
-    return scores
+    return "\n".join(lines)

@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from bioseg.demo_multitask import (
+from bioseg.data.layouts import discover
+from bioseg.data.validate import check_dataset
+from bioseg.demos.multitask import (
     DEMO_MT_HEADS,
     best_values,
-    check_head_masks,
     cldice_on_split,
-    free_cores,
     freezing_events,
     run_demo_multitask,
-    torch_threads,
 )
 from bioseg.errors import BiosegError
 
@@ -100,22 +99,23 @@ def test_best_values_skips_missing_epochs():
     assert math.isnan(value) and epoch is None
 
 
-def test_check_head_masks_finds_bad_values_and_sizes(tmp_path):
-    from bioseg.data.synthetic_wing import write_wing_dataset
+def test_the_dataset_check_finds_bad_head_mask_values_and_sizes(tmp_path):
+    from bioseg.demos.wings import write_wing_dataset
 
     root = write_wing_dataset(tmp_path / "data", 3, size=(40, 48), seed=1, split=(1 / 3, 1 / 3, 1 / 3))
-    assert check_head_masks(root, DEMO_MT_HEADS) == []
+    assert check_dataset(discover(root), heads=DEMO_MT_HEADS).problems == []
     spots = root / "train" / "masks" / "spots" / "wing_000_seg_spots.tif"
     tifffile.imwrite(spots, np.full((40, 48), 3, np.uint8))
     veins = root / "val" / "masks" / "veins" / "wing_001_seg_veins.tif"
     tifffile.imwrite(veins, np.zeros((40, 40), np.uint8))
-    problems = check_head_masks(root, DEMO_MT_HEADS)
+    problems = check_dataset(discover(root), heads=DEMO_MT_HEADS).problems
     assert len(problems) == 2
-    assert "value 3" in problems[0] and "2 classes" in problems[0] and "(40, 40)" in problems[1]
+    value = next(p for p in problems if "spots" in p)
+    assert "values {3}" in value and "2 classes" in value and "40×40" in next(p for p in problems if "veins" in p)
 
 
 def test_cldice_on_split_is_one_for_the_truth_itself(tmp_path):
-    from bioseg.data.synthetic_wing import write_wing_dataset
+    from bioseg.demos.wings import write_wing_dataset
 
     root = write_wing_dataset(tmp_path / "data", 3, size=(64, 64), seed=2, split=(1 / 3, 1 / 3, 1 / 3))
     pred = tmp_path / "pred"
@@ -125,17 +125,3 @@ def test_cldice_on_split_is_one_for_the_truth_itself(tmp_path):
     assert cldice_on_split(pred, root) == pytest.approx(1.0)
     tifffile.imwrite(pred / "wing_002_veins_labels.tif", np.zeros_like(truth))
     assert cldice_on_split(pred, root) == pytest.approx(0.0)
-
-
-def test_torch_threads_sets_then_restores_the_count():
-    import os
-
-    import torch
-
-    before = torch.get_num_threads()
-    with torch_threads(1) as n:
-        assert n == 1 and torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    with torch_threads(None) as n:  # capped at the free cores, never below 1
-        assert 1 <= n <= min(before, free_cores()) and torch.get_num_threads() == n
-    assert torch.get_num_threads() == before and 1 <= free_cores() <= (os.cpu_count() or 1)

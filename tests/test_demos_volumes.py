@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from bioseg.config import load
-from bioseg.demo3d import run_demo_3d
+from bioseg.demos.volumes import run_demo_3d
 from bioseg.errors import BiosegError
 
 TINY = [
@@ -63,17 +63,3 @@ def test_demo3d_needs_three_volumes(tmp_path):
     with pytest.raises(BiosegError, match="at least 3"):
         run_demo_3d(tmp_path, progress=False, volumes=2)
     assert not (tmp_path / "data").exists()
-
-
-def test_demo3d_thread_setting_is_restored():
-    import torch
-
-    from bioseg.demo3d import _torch_threads
-
-    before = torch.get_num_threads()
-    with _torch_threads(1) as n:
-        assert n == 1 == torch.get_num_threads()
-    assert torch.get_num_threads() == before
-    with _torch_threads(None) as n:  # one thread on a busy machine, else unchanged
-        assert n in (1, before)
-    assert torch.get_num_threads() == before

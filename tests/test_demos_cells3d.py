@@ -5,7 +5,7 @@ import pytest
 import tifffile
 from scipy import ndimage as ndi
 
-from bioseg.data.synthetic3d import make_cells_3d, write_cells_3d_dataset
+from bioseg.demos.cells3d import make_cells_3d, write_cells_3d_dataset
 from bioseg.errors import BiosegError
 from bioseg.io import read_image, read_mask, read_voxel_size
 

@@ -4,7 +4,7 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from bioseg.data.synthetic import make_cells_2d, write_cells_dataset
+from bioseg.demos.cells2d import make_cells_2d, write_cells_dataset
 from bioseg.errors import BiosegError
 
 

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from bioseg.data.synthetic import _check_size, _fine_texture
+from bioseg.demos.cells2d import _check_size
+from bioseg.demos.noise import fine_texture, smooth_noise
 from bioseg.errors import BiosegError
 
 __all__ = ["HEADS", "make_wing", "write_wing_dataset"]
@@ -62,21 +63,6 @@ _PIGMENT_TEXTURES = np.array(
         [0.02, 0.02, 0.05],
     ]
 )
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
-    """Smooth random field in [-1, 1]: a coarse noise grid spread by separable Gaussian bumps (much cheaper
-    than spline zooming). einsum rather than matmul: threaded BLAS is slow for such tiny products."""
-
-    def basis(n: int) -> np.ndarray:
-        centres = np.linspace(0, n - 1, cells)
-        spacing = (n - 1) / max(cells - 1, 1)
-        w = np.exp(-(((np.arange(n)[:, None] - centres[None, :]) / spacing) ** 2))
-        return w / w.sum(1, keepdims=True)
-
-    rows = np.einsum("ij,jk->ik", basis(shape[0]), rng.standard_normal((cells, cells)))
-    field = np.einsum("ik,jk->ij", rows, basis(shape[1]))
-    return field / max(float(np.abs(field).max()), 1e-6)
 
 
 class _Wing:
@@ -292,8 +278,8 @@ def make_wing(
     spots &= inside
 
     # --- appearance ------------------------------------------------------------------------------
-    fine = _fine_texture(rng, shape, sigma=rng.uniform(0.7, 1.5))
-    coarse = _smooth_noise(rng, shape, cells=int(rng.integers(6, 14)))
+    fine = fine_texture(rng, shape, rng.uniform(0.7, 1.5))
+    coarse = smooth_noise(rng, shape, int(rng.integers(5, 13)))
     stripes = np.sin(2 * np.pi * v * length / (rng.uniform(4, 9) * scale) + 3 * coarse)
     colours = _PIGMENTS[:n_dom] * rng.uniform(0.92, 1.08, (n_dom, 1)) + rng.normal(0, 0.02, (n_dom, 3))
     colour_lut = np.concatenate([np.zeros((1, 3)), np.clip(colours, 0.05, 0.95)])
@@ -322,7 +308,7 @@ def make_wing(
     gy, gx = np.linspace(-0.5, 0.5, ny)[:, None], np.linspace(-0.5, 0.5, nx)[None, :]
     direction = rng.uniform(0, 2 * np.pi)
     light = 1 + rng.uniform(0, 0.25) * (gy * np.sin(direction) + gx * np.cos(direction))
-    light = light + rng.uniform(0.02, 0.06) * _smooth_noise(rng, shape, cells=int(rng.integers(2, 5)))
+    light = light + rng.uniform(0.02, 0.06) * smooth_noise(rng, shape, int(rng.integers(1, 4)))
     image *= light[..., None]
     sigma = rng.uniform(0.4, 1.0) * max(scale, 0.5)
     image = ndi.gaussian_filter(image, (sigma, sigma, 0))

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from bioseg.data.synthetic import _check_range
+from bioseg.demos.cells2d import _check_range
+from bioseg.demos.noise import fine_texture, smooth_noise
 from bioseg.errors import BiosegError
 
 __all__ = ["make_cells_3d", "write_cells_3d_dataset"]
@@ -52,28 +53,6 @@ def _check_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
             f"shape={shape!r} is not a 3D volume size; pass (Z, Y, X) with Z >= 4 and Y, X >= 8, e.g. (32, 128, 128)"
         )
     return dims[0], dims[1], dims[2]
-
-
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], cells: tuple[int, ...]) -> np.ndarray:
-    """Smooth random field in about [-1, 1] with about ``cells`` bumps per axis.
-
-    A coarse noise grid is interpolated axis by axis with normalised Gaussian weights: a separable
-    tensor product, far cheaper than a 3D spline zoom at full size.
-    """
-    field = rng.standard_normal(tuple(c + 1 for c in cells))
-    for axis, (size, c) in enumerate(zip(shape, cells, strict=True)):
-        nodes = np.linspace(0, size - 1, c + 1)
-        width = 0.6 * max((size - 1) / c, 1.0)
-        weights = np.exp(-0.5 * ((np.arange(size)[:, None] - nodes[None, :]) / width) ** 2)
-        weights /= weights.sum(axis=1, keepdims=True)
-        field = np.moveaxis(np.tensordot(weights, field, axes=(1, axis)), 0, axis)
-    return (field / max(float(np.abs(field).max()), 1e-6)).astype(np.float32)
-
-
-def _fine_texture(rng: np.random.Generator, shape: tuple[int, ...], sigma: float | tuple) -> np.ndarray:
-    """Band-limited noise with unit standard deviation."""
-    tex = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
-    return tex / max(float(tex.std()), 1e-6)
 
 
 def _cells_per_axis(shape: tuple[int, int, int], anisotropy: float, size: float) -> tuple[int, ...]:
@@ -161,7 +140,7 @@ def _membrane(
         + ((y[None, :, None] - centre[1]) / semi[1]) ** 2
         + ((x[None, None, :] - centre[2]) / semi[2]) ** 2
     )
-    wobble = _smooth_field(rng, shape, _cells_per_axis(shape, anisotropy, 48.0))
+    wobble = smooth_noise(rng, shape, _cells_per_axis(shape, anisotropy, 48.0))
     tissue = rel < (1.0 + 0.25 * wobble) ** 2
     labels = np.zeros(shape, np.int32)
     if n == 0 or not tissue.any():
@@ -172,7 +151,7 @@ def _membrane(
     cell_size = float((tissue.sum() * np.prod(scale) / n) ** (1 / 3))
     warp_cells = _cells_per_axis(shape, anisotropy, 1.5 * cell_size)
     amplitude = 0.12 * cell_size
-    wz, wy, wx = (amplitude * _smooth_field(rng, shape, warp_cells) for _ in range(3))
+    wz, wy, wx = (amplitude * smooth_noise(rng, shape, warp_cells) for _ in range(3))
     pz, py, px = z[:, None, None] + wz, y[None, :, None] + wy, x[None, None, :] + wx
     best = np.full(shape, np.inf, np.float32)
     for index, ((sz, sy, sx), w) in enumerate(zip(seeds, weights, strict=True), start=1):
@@ -193,13 +172,13 @@ def _membrane(
     strength[0, 1:] = strength[1:, 0] = rng.uniform(0.8, 1.0)
     wall = _walls(labels, strength)
     # broken walls: patches where the stain is missing, and uneven staining along each wall
-    gaps = _smooth_field(rng, shape, _cells_per_axis(shape, anisotropy, 12.0))
+    gaps = smooth_noise(rng, shape, _cells_per_axis(shape, anisotropy, 12.0))
     wall *= np.clip((gaps + 0.7) * 3.0, 0.0, 1.0)
-    wall *= 0.75 + 0.25 * np.clip(_fine_texture(rng, shape, 1.0), -2, 2) / 2
+    wall *= 0.75 + 0.25 * np.clip(fine_texture(rng, shape, 1.0, np.float32), -2, 2) / 2
 
     cytoplasm = rng.uniform(0.06, 0.16, count).astype(np.float32)
     cytoplasm[0] = 0.0
-    texture = 1.0 + 0.3 * _fine_texture(rng, shape, (0.6, 1.2, 1.2))
+    texture = 1.0 + 0.3 * fine_texture(rng, shape, (0.6, 1.2, 1.2), np.float32)
     signal = np.maximum(wall, cytoplasm[labels] * texture)
     return signal + 0.02, labels
 
@@ -222,7 +201,7 @@ def _nuclei(
     depth = np.full(shape, np.inf, np.float32)  # rel of the owning nucleus: the deeper inside owns a voxel
     if n == 0:
         return signal, labels.astype(np.uint16)
-    chromatin = _fine_texture(rng, shape, (0.5, 1.0, 1.0))
+    chromatin = fine_texture(rng, shape, (0.5, 1.0, 1.0), np.float32)
     # about a fifth of the volume is nuclei, whatever the count
     r_mean = float((0.2 * np.prod(physical) / (n * 4.19)) ** (1 / 3))
     r_mean = min(r_mean, 0.45 * float(physical.min()) + 2.0)
@@ -296,7 +275,7 @@ def _acquire(rng: np.random.Generator, signal: np.ndarray, anisotropy: float, dt
     # slow intensity loss with depth (scattering, absorption): 50-85% left at the bottom
     bottom = rng.uniform(0.5, 0.85)
     falloff = bottom ** (np.arange(shape[0], dtype=np.float32) / max(shape[0] - 1, 1))
-    illumination = 1.0 + 0.1 * _smooth_field(rng, shape, _cells_per_axis(shape, anisotropy, 64.0))
+    illumination = 1.0 + 0.1 * smooth_noise(rng, shape, _cells_per_axis(shape, anisotropy, 64.0))
     image = signal * falloff[:, None, None] * illumination
     sigma_xy = rng.uniform(0.6, 1.0)
     image = ndi.gaussian_filter(image, (sigma_xy * anisotropy, sigma_xy, sigma_xy))

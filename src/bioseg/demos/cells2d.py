@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from bioseg.demos.noise import fine_texture, smooth_noise
 from bioseg.errors import BiosegError
 
 __all__ = ["make_cells_2d", "write_cells_dataset"]
@@ -53,22 +54,6 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     if not ok:
         raise BiosegError(f"size={size!r} is not a 2D image size; pass (Y, X) with both >= 8, e.g. (256, 256)")
     return ny, nx
-
-
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
-    """Smooth random field in about [-1, 1]: bicubic zoom of a coarse (cells+1)^2 noise grid (cheap)."""
-    coarse = rng.standard_normal((cells + 1, cells + 1))
-    field = ndi.zoom(coarse, (shape[0] / (cells + 1), shape[1] / (cells + 1)), order=3, mode="nearest")
-    field = field[: shape[0], : shape[1]]
-    if field.shape != shape:  # zoom may round one pixel short
-        field = np.pad(field, [(0, shape[0] - field.shape[0]), (0, shape[1] - field.shape[1])], mode="edge")
-    return field / max(float(np.abs(field).max()), 1e-6)
-
-
-def _fine_texture(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Band-limited noise with unit standard deviation."""
-    tex = ndi.gaussian_filter(rng.standard_normal(shape), sigma)
-    return tex / max(float(tex.std()), 1e-6)
 
 
 def _draw_cell(rng: np.random.Generator, radius: tuple[float, float]) -> dict:
@@ -154,7 +139,7 @@ def make_cells_2d(
     labels = np.zeros(shape, np.int32)
     # depth = rho / outline radius of the owning cell (< 1 inside); decides who owns overlapping pixels
     depth = np.full(shape, np.inf)
-    granules = _fine_texture(rng, shape, sigma=1.2)
+    granules = fine_texture(rng, shape, 1.2)
     placed: list[tuple[float, float, float]] = []
 
     for index in range(1, int(rng.integers(lo_n, hi_n + 1)) + 1):
@@ -212,8 +197,8 @@ def make_cells_2d(
     direction = rng.uniform(0, 2 * np.pi)
     illumination = tilt * (gy * np.sin(direction) + gx * np.cos(direction))
     blotch_amp = rng.uniform(0.03, 0.08)
-    illumination = illumination + blotch_amp * _smooth_field(rng, shape, cells=int(rng.integers(2, 5)))
-    background = rng.uniform(0.08, 0.2) + illumination + 0.02 * _fine_texture(rng, shape, sigma=2.0)
+    illumination = illumination + blotch_amp * smooth_noise(rng, shape, int(rng.integers(2, 5)))
+    background = rng.uniform(0.08, 0.2) + illumination + 0.02 * fine_texture(rng, shape, 2.0)
 
     # acquisition: uneven excitation also scales the cells, optics blur, contrast, shot and read noise
     image = background + signal * (1 + 1.2 * illumination)

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from scipy import ndimage as ndi
 
-from bioseg.data.synthetic_wing import HEADS, make_wing, write_wing_dataset
+from bioseg.demos.wings import HEADS, make_wing, write_wing_dataset
 from bioseg.errors import BiosegError
 
 SEEDS = range(12)
