@@ -54,7 +54,8 @@ def check_dataset(
     problems += _channel_problems(scan.channels, index)
     value_problems, suggestion = _value_problems(scan.counts, scan.mask_files, num_classes, mask_values)
     problems += value_problems
-    if heads is not None or (num_classes is None and mask_values is None):
+    per_head = index.layout == "multitask"  # the other layouts hold one mask per image, for every head
+    if per_head and (heads is not None or (num_classes is None and mask_values is None)):
         problems += head_value_problems(scan.head_counts, heads)
     summary = {
         "root": str(index.root),
