@@ -5,12 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from helpers import DATASETS
 
 from bioseg.data.layouts import discover
 from bioseg.data.validate import CheckReport, check_dataset
 from bioseg.io import write_png, write_tiff
 
-ISBI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "isbi2012_em"
+ISBI = DATASETS / "isbi2012_em"
 RNG = np.random.default_rng(0)
 
 

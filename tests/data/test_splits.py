@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import DATASETS
 
 from bioseg.data.layouts import DatasetIndex, Sample, discover
 from bioseg.data.splits import compute_splits, load_split, make_splits
 from bioseg.errors import BiosegError
 
-ISBI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "isbi2012_em"
+ISBI = DATASETS / "isbi2012_em"
 
 
 def _index(n: int, root: Path = Path("/nonexistent"), presplit: dict | None = None) -> DatasetIndex:

@@ -6,16 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss, FocalLoss, TverskyLoss
-from pydantic import ValidationError
 
-from bioseg.config import HeadConfig, LossTerm, from_dict
-from bioseg.errors import BiosegError
 from bioseg.losses import (
-    LOSSES,
-    CompositeLoss,
-    HeadLoss,
     bce_loss,
-    build_loss,
     build_term,
     ce_loss,
     focal_loss,
@@ -25,6 +18,8 @@ from bioseg.losses import (
 )
 
 SPATIAL = {2: (17, 18), 3: (7, 8, 9)}
+
+
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
@@ -51,9 +46,6 @@ def pixel_weight(target_like: torch.Tensor, seed: int = 1) -> torch.Tensor:
     shape = (target_like.shape[0], 1, *target_like.shape[-len(target_like.shape) + 2 :])
     w = torch.rand(shape, generator=g) * 3
     return w * (torch.rand(shape, generator=g) > 0.2)
-
-
-# --- pixel-wise terms against PyTorch ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -119,9 +111,6 @@ def test_ce_pixel_weight_zero_equals_ignore_index() -> None:
     torch.testing.assert_close(by_index, by_weight, **TOL)
 
 
-# --- focal against MONAI ----------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("alpha", [None, 0.25])
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
@@ -151,9 +140,6 @@ def test_focal_multiclass_without_focusing_is_ce() -> None:
         ce_loss(logits, target, weight=w),
         **TOL,
     )
-
-
-# --- region terms against MONAI ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -223,9 +209,6 @@ def test_iou_matches_monai_jaccard_and_special_cases(multiclass: bool) -> None:
     if not multiclass:
         d = 1 - dice
         torch.testing.assert_close(1 - iou, d / (2 - d), rtol=1e-4, atol=1e-5)
-
-
-# --- invariants ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -321,215 +304,3 @@ def test_soft_binary_targets_are_accepted() -> None:
     ref = F.binary_cross_entropy_with_logits(logits, soft)
     torch.testing.assert_close(bce_loss(logits, soft), ref, **TOL)
     assert torch.isfinite(soft_dice_loss(logits, soft, multiclass=False))
-
-
-# --- registry and argument checks --------------------------------------------------------------------
-
-
-def test_registry_names_and_alias() -> None:
-    assert {"bce", "ce", "dice", "focal", "iou", "jaccard", "tversky"} <= set(LOSSES.names())
-    assert LOSSES.get("jaccard") is LOSSES.get("iou")
-    with pytest.raises(BiosegError, match="Did you mean 'dice'"):
-        LOSSES.get("dise")
-
-
-def test_unknown_kwarg_names_loss_key_valid_keys_and_suggestion() -> None:
-    with pytest.raises(BiosegError) as err:
-        build_term("bce", "binary", pos_weigth=2.0)
-    msg = str(err.value)
-    assert "'bce'" in msg and "'pos_weigth'" in msg and "pos_weight" in msg and "Did you mean 'pos_weight'" in msg
-    with pytest.raises(BiosegError, match="valid options: alpha, beta, class_weights"):
-        build_term("tversky", "multiclass", gama=2)
-
-
-@pytest.mark.parametrize(("name", "head", "instead"), [("ce", "binary", "bce"), ("bce", "multiclass", "ce")])
-def test_wrong_head_type_says_what_to_use(name: str, head: str, instead: str) -> None:
-    with pytest.raises(BiosegError, match=f"does not fit a {head} head; use '{instead}' instead"):
-        build_term(name, head)
-
-
-@pytest.mark.parametrize(
-    ("name", "head", "kwargs", "pattern"),
-    [
-        ("dice", "binary", {"class_weights": [1, 2]}, "applies to multiclass heads only"),
-        ("focal", "binary", {"alpha": [0.2, 0.8]}, "one number in"),
-        ("focal", "multiclass", {"gamma": -1}, "'gamma' must be >= 0"),
-        ("ce", "multiclass", {"label_smoothing": "a"}, "'label_smoothing' must be a number"),
-        ("ce", "multiclass", {"class_weights": [-1, 1]}, r"'class_weights\[0\]' must be >= 0"),
-        ("dice", "multiclass", {"smooth": 0}, "'smooth' must be > 0"),
-        ("bce", "binary", {"pos_weight": 0}, "'pos_weight' must be > 0"),
-        ("dice", "gray", {}, "unknown head type 'gray'"),
-    ],
-)
-def test_bad_values_raise_biosegerror(name: str, head: str, kwargs: dict, pattern: str) -> None:
-    with pytest.raises(BiosegError, match=pattern):
-        build_term(name, head, **kwargs)
-
-
-def test_class_weights_length_checked_against_logits() -> None:
-    logits, target = multiclass_batch(2, classes=3)
-    with pytest.raises(BiosegError, match="class_weights has 2 values but the head has 3 classes"):
-        build_term("ce", "multiclass", class_weights=[1.0, 2.0])(logits, target)
-
-
-def test_bad_inputs_raise_biosegerror() -> None:
-    logits, target = binary_batch(2)
-    with pytest.raises(BiosegError, match=r"values in \[0, 1\]"):
-        bce_loss(logits, target * 255)
-    with pytest.raises(BiosegError, match="shape"):
-        bce_loss(logits, target[..., :-1])
-    with pytest.raises(BiosegError, match="binary head needs logits with 1 channel"):
-        soft_dice_loss(torch.cat([logits, logits], 1), target, multiclass=False)
-    mc_logits, labels = multiclass_batch(2)
-    with pytest.raises(BiosegError, match="set ignore_index"):
-        ce_loss(mc_logits, labels + 1)
-    with pytest.raises(BiosegError, match="integer class indices"):
-        ce_loss(mc_logits, labels.float())
-    with pytest.raises(BiosegError, match="negative"):
-        ce_loss(mc_logits, labels, weight=-torch.ones(2, 1, *SPATIAL[2]))
-
-
-def test_class_weight_buffers_follow_module_but_not_state_dict() -> None:
-    term = build_term("ce", "multiclass", class_weights=[1.0, 2.0, 3.0])
-    assert term.state_dict() == {}
-    term = term.double()
-    assert term.class_weights.dtype == torch.float64
-    logits, target = multiclass_batch(2)
-    torch.testing.assert_close(term(logits, target), ce_loss(logits, target, class_weights=[1.0, 2.0, 3.0]))
-
-
-# --- composite ----------------------------------------------------------------------------------------
-
-
-def test_head_loss_sums_weighted_terms_and_reports_parts() -> None:
-    logits, target = binary_batch(2)
-    w = pixel_weight(logits)
-    head = HeadLoss("binary", [("bce", 0.3, {"pos_weight": 2.0}), ("dice", 0.7, {}), ("dice", 1.5, {"smooth": 1.0})])
-    total, parts = head(logits, target, w)
-    bce = bce_loss(logits, target, w, pos_weight=2.0)
-    dice = soft_dice_loss(logits, target, multiclass=False, weight=w)
-    dice_smooth = soft_dice_loss(logits, target, multiclass=False, weight=w, smooth=1.0)
-    assert list(parts) == ["bce", "dice", "dice_2"]
-    torch.testing.assert_close(parts["bce"], bce)
-    torch.testing.assert_close(parts["dice_2"], dice_smooth)
-    torch.testing.assert_close(total, 0.3 * bce + 0.7 * dice + 1.5 * dice_smooth)
-    assert not parts["bce"].requires_grad
-
-
-def _two_heads() -> dict[str, HeadConfig]:
-    return {
-        "fg": HeadConfig(type="binary", weight=2.0, loss=[LossTerm(name="bce", weight=0.5), LossTerm(name="dice")]),
-        "cls": HeadConfig(
-            type="multiclass",
-            classes=3,
-            weight=0.5,
-            loss=[
-                LossTerm(name="ce", weight=1.0, class_weights=[1, 2, 3]),
-                LossTerm(name="jaccard", weight=0.2),
-            ],
-        ),
-    }
-
-
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_composite_sums_heads_with_weights(spatial_dims: int) -> None:
-    fg_logits, fg_target = binary_batch(spatial_dims)
-    cls_logits, cls_target = multiclass_batch(spatial_dims, seed=3)
-    w = pixel_weight(fg_logits)
-    loss = build_loss(_two_heads())
-    total, logs = loss({"fg": fg_logits, "cls": cls_logits}, {"fg": fg_target, "cls": cls_target}, {"fg": w})
-    fg = 0.5 * bce_loss(fg_logits, fg_target, w) + soft_dice_loss(fg_logits, fg_target, multiclass=False, weight=w)
-    cls = ce_loss(cls_logits, cls_target, class_weights=[1, 2, 3]) + 0.2 * iou_loss(
-        cls_logits, cls_target, multiclass=True
-    )
-    torch.testing.assert_close(total, 2.0 * fg + 0.5 * cls)
-    assert set(logs) == {"fg/bce", "fg/dice", "fg/total", "cls/ce", "cls/jaccard", "cls/total"}
-    torch.testing.assert_close(logs["fg/total"], fg)
-    torch.testing.assert_close(logs["cls/ce"], ce_loss(cls_logits, cls_target, class_weights=[1, 2, 3]))
-
-
-def test_composite_head_without_target_contributes_nothing() -> None:
-    fg_logits, fg_target = binary_batch(2)
-    cls_logits, _ = multiclass_batch(2)
-    fg_logits.requires_grad_(True)
-    cls_logits.requires_grad_(True)
-    loss = CompositeLoss(_two_heads())
-    total, logs = loss({"fg": fg_logits, "cls": cls_logits}, {"fg": fg_target, "unused": fg_target})
-    expected = 2.0 * (0.5 * bce_loss(fg_logits, fg_target) + soft_dice_loss(fg_logits, fg_target, multiclass=False))
-    torch.testing.assert_close(total, expected)
-    assert not any(k.startswith("cls/") for k in logs)
-    total.backward()
-    assert cls_logits.grad is not None and float(cls_logits.grad.abs().max()) == 0.0
-    assert float(fg_logits.grad.abs().max()) > 0
-
-    # no targets at all: a zero loss that can still be back-propagated
-    fresh = cls_logits.detach().clone().requires_grad_(True)
-    total, logs = loss({"fg": fg_logits.detach(), "cls": fresh}, {})
-    assert total.item() == 0.0 and logs == {}
-    total.backward()
-
-
-def test_composite_from_experiment_config_defaults() -> None:
-    cfg = from_dict(
-        {
-            "data": {"root": "data", "classes": ["bg", "a", "b"]},
-            "heads": {"mask": {"type": "multiclass", "classes": 3}, "fg": {"type": "binary"}},
-        }
-    )
-    loss = build_loss(cfg.heads)
-    _, labels = multiclass_batch(2)
-    mc_logits, _ = multiclass_batch(2, seed=5)
-    b_logits, b_target = binary_batch(2)
-    total, logs = loss({"mask": mc_logits, "fg": b_logits}, {"mask": labels, "fg": b_target})
-    assert set(logs) == {"mask/ce", "mask/dice", "mask/total", "fg/bce", "fg/dice", "fg/total"}
-    torch.testing.assert_close(total, logs["mask/total"] + logs["fg/total"])
-    # plain mappings work too, with loss: None meaning the default
-    loss2 = build_loss({"fg": {"type": "binary", "loss": None}})
-    total2, _ = loss2({"fg": b_logits}, {"fg": b_target})
-    torch.testing.assert_close(total2, logs["fg/total"])
-
-
-def test_composite_errors_are_helpful() -> None:
-    with pytest.raises(BiosegError, match="head 'fg': loss 'ce' does not fit a binary head; use 'bce'"):
-        build_loss({"fg": HeadConfig(type="binary", loss=[LossTerm(name="ce")])})
-    # an option no term declares is refused as soon as the config entry is made
-    with pytest.raises(ValidationError, match="loss 'dice' has no option 'smoth'"):
-        LossTerm(name="dice", smoth=1.0)
-    with pytest.raises(BiosegError, match="head 'fg': 'loss.0': loss 'dice' has no option 'smoth'"):
-        build_loss({"fg": {"type": "binary", "loss": [{"name": "dice", "smoth": 1.0}]}})
-    with pytest.raises(BiosegError, match="at least one loss term"):
-        build_loss({"fg": HeadConfig(type="binary", loss=[])})
-    loss = build_loss(_two_heads())
-    logits, target = binary_batch(2)
-    with pytest.raises(BiosegError, match="model outputs only fg"):
-        loss({"fg": logits}, {"fg": target, "cls": target.long().squeeze(1)})
-
-
-def test_composite_loss_decreases_when_optimised() -> None:
-    _, target = binary_batch(2)
-    logits = torch.zeros_like(target, requires_grad=True)
-    loss = build_loss({"mask": HeadConfig(type="binary")})
-    opt = torch.optim.Adam([logits], lr=0.5)
-    first = None
-    for _ in range(15):
-        opt.zero_grad()
-        total, _ = loss({"mask": logits}, {"mask": target})
-        first = total.item() if first is None else first
-        total.backward()
-        opt.step()
-    assert total.item() < 0.1 * first
-
-
-def test_bce_class_weights_weigh_each_pixel_by_its_true_class():
-    import torch.nn.functional as F
-
-    from bioseg.losses.terms import build_term
-
-    torch.manual_seed(0)
-    logits, target = torch.randn(2, 1, 9, 11), (torch.rand(2, 1, 9, 11) > 0.7).float()
-    term = build_term("bce", "binary", class_weights=[0.5, 4.0])
-    w = 0.5 + 3.5 * target
-    reference = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * w).sum() / w.sum()
-    assert torch.allclose(term(logits, target), reference, atol=1e-6)
-    with pytest.raises(BiosegError, match="takes two"):
-        build_term("bce", "binary", class_weights=[1, 2, 3])

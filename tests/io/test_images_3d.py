@@ -1,11 +1,11 @@
 """3D image I/O: TIFF stacks with axes and voxel size, OME-Zarr, HDF5, and the real 3D dataset."""
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from helpers import DATASETS
 
 from bioseg.errors import BiosegError
 from bioseg.io import (
@@ -19,7 +19,7 @@ from bioseg.io import (
 )
 
 RNG = np.random.default_rng(0)
-OVULES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "plantseg_ovules_3d"
+OVULES = DATASETS / "plantseg_ovules_3d"
 
 
 def _czyx(c: int = 2, z: int = 5, dtype=np.uint16) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_instances import assert_sequential, best_ious, two_touching_discs
+from helpers import assert_sequential, best_ious, two_touching_discs
 
 from bioseg.config import InstanceConfig
 from bioseg.errors import BiosegError

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from helpers import assert_sequential, best_ious
 from pydantic import ValidationError
 from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
@@ -44,25 +45,6 @@ def boundary_map(labels, rng, noise=0.05, gaps=0.0):
         holes = border & (rng.random(labels.shape) < gaps)
         prob[holes] = 0.3
     return np.clip(prob, 0, 1).astype(np.float32)
-
-
-def best_ious(truth, pred):
-    """For each true object (1..N), the best IoU with any predicted object."""
-    n_t, n_p = int(truth.max()), int(pred.max())
-    pairs = truth.astype(np.int64) * (n_p + 1) + pred
-    inter = np.bincount(pairs.ravel(), minlength=(n_t + 1) * (n_p + 1)).reshape(n_t + 1, n_p + 1)
-    size_t, size_p = inter.sum(1), inter.sum(0)
-    union = size_t[:, None] + size_p[None, :] - inter
-    iou = inter[1:, 1:] / np.maximum(union[1:, 1:], 1)
-    return iou.max(axis=1) if n_p else np.zeros(n_t)
-
-
-def assert_sequential(labels):
-    assert labels.dtype == np.int32
-    values = np.unique(labels)
-    assert values.min() >= 0
-    nonzero = values[values > 0]
-    np.testing.assert_array_equal(nonzero, np.arange(1, nonzero.size + 1))
 
 
 # --- distance transform, seeds, watershed against their references --------------------------------
@@ -321,16 +303,6 @@ def test_degenerate_maps():
     assert (boundaries_to_instances(np.zeros((12, 13), np.float32)) == 1).all()  # no boundary at all
     mask = np.zeros((12, 13), bool)
     assert (boundaries_to_instances(np.zeros((12, 13), np.float32), mask=mask) == 0).all()
-
-
-def two_touching_discs(shape=(40, 61), r=12):
-    yy, xx = np.indices(shape)
-    a = (yy - 20) ** 2 + (xx - 18) ** 2 < r**2
-    b = (yy - 20) ** 2 + (xx - 40) ** 2 < r**2
-    truth = np.zeros(shape, np.int32)
-    truth[a] = 1
-    truth[b & ~a] = 2
-    return truth
 
 
 def test_anisotropic_spacing_is_used_by_the_distance():

@@ -1,0 +1,103 @@
+"""End to end through the command line on tiny synthetic data, including the user-error paths."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from helpers import TINY, run_cli
+
+from bioseg.io import write_png
+
+
+@pytest.fixture(scope="module")
+def trained(cells_dir: Path, tmp_path_factory) -> tuple[Path, Path]:
+    """A config from init-config and one tiny trained run: (config path, run folder)."""
+    work = tmp_path_factory.mktemp("work")
+    cfg = work / "exp.yaml"
+    assert run_cli("init-config", cells_dir, "-o", cfg, "--name", "tiny") == 0
+    sets = [x for s in TINY for x in ("--set", s)]
+    assert run_cli("train", cfg, "--no-progress", *sets, "--set", "train.epochs=2") == 0
+    return cfg, work / "runs" / "tiny" / "fold_0"
+
+
+def test_predict_any_size_writes_three_files(trained, tmp_path):
+    _, run = trained
+    rng = np.random.default_rng(1)
+    write_png(tmp_path / "in" / "odd.png", rng.integers(0, 255, (45, 37), dtype=np.uint8))
+    write_png(tmp_path / "in" / "big.png", rng.integers(0, 255, (70, 90), dtype=np.uint8))
+    assert run_cli("predict", run, tmp_path / "in", "-o", tmp_path / "out", "--no-progress") == 0
+    prob = tifffile.imread(tmp_path / "out" / "odd_prob.tif")
+    labels = tifffile.imread(tmp_path / "out" / "odd_labels.tif")
+    assert prob.shape == (1, 45, 37) and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
+    assert labels.shape == (45, 37) and set(np.unique(labels)) <= {0, 1}
+    assert np.array_equal(labels, (prob[0] > 0.5).astype(labels.dtype))
+    assert (tmp_path / "out" / "big_overlay.png").is_file()
+
+
+def test_evaluate_run_and_folders_agree(trained, cells_dir, tmp_path, capsys):
+    _, run = trained
+    assert run_cli("evaluate", run, "--split", "test", "--no-progress") == 0
+    metrics = json.loads((run / "predictions" / "test" / "metrics.json").read_text())
+    assert metrics["n_images"] == 2
+    assert {"dice/foreground", "iou/background", "dice_mean", "accuracy"} <= set(metrics["dataset"])
+    per_image = (run / "predictions" / "test" / "per_image.csv").read_text().splitlines()
+    assert len(per_image) == 3
+    # the same predictions scored as folders give the same numbers
+    assert (
+        run_cli("evaluate", run / "predictions" / "test", cells_dir / "masks", "-o", tmp_path) == 2
+    )  # masks without predictions
+    names = [line.split(",")[0] for line in per_image[1:]]
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for n in names:
+        (gt / f"{n}.png").write_bytes((cells_dir / "masks" / f"{n}.png").read_bytes())
+    assert (
+        run_cli("evaluate", run / "predictions" / "test", gt, "-o", tmp_path / "scores", "--classes", "2")
+        == 0
+    )
+    again = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert again["dataset"]["dice_mean"] == pytest.approx(metrics["dataset"]["dice_mean"])
+
+
+def test_predict_with_wrong_channel_count(trained, tmp_path, capsys):
+    _, run = trained
+    write_png(tmp_path / "rgb.png", np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    assert run_cli("predict", run, tmp_path / "rgb.png", "-o", tmp_path / "out", "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "3 channel(s)" in err and "expects 1" in err
+    assert not (tmp_path / "out" / "rgb_labels.tif").exists()
+
+
+def test_predict_refuses_an_image_with_nan(trained, tmp_path, capsys):
+    _, run = trained
+    image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    image[3, 4:9] = np.nan
+    tifffile.imwrite(tmp_path / "holes.tif", image)
+    assert run_cli("predict", run, tmp_path / "holes.tif", "-o", tmp_path / "out", "--no-progress") == 2
+    assert "holds 5 NaN or infinite value(s)" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "holes_labels.tif").exists()
+
+
+def test_weights_from_another_model(trained, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from bioseg.nn import create_model
+
+    _, run = trained
+    other = tmp_path / "run"
+    shutil.copytree(run / "model", other / "model")
+    net = create_model("unet", spatial_dims=2, in_channels=1, heads={"mask": 1}, widths=[4, 8, 16])
+    save_file(
+        {k: v.contiguous() for k, v in net.state_dict().items()}, str(other / "model" / "weights.safetensors")
+    )
+    assert (
+        run_cli("predict", other, tmp_path / "x.png", "-o", tmp_path / "o") == 2
+    )  # input missing is checked later
+    write_png(tmp_path / "x.png", np.zeros((32, 32), np.uint8))
+    capsys.readouterr()
+    assert run_cli("predict", other, tmp_path / "x.png", "-o", tmp_path / "o") == 2
+    assert "another model" in capsys.readouterr().err
