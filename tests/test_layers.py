@@ -109,3 +109,19 @@ def test_no_import_cycles():
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+def test_test_modules_mirror_the_source_modules():
+    """``tests/<package>/test_<module>[_<aspect>].py`` for ``src/bioseg/<package>/<module>.py``."""
+    tests = Path(__file__).resolve().parent
+    strays = []
+    for path in sorted(tests.rglob("test_*.py")):
+        folder = path.parent.relative_to(tests)
+        if folder == Path("."):
+            continue  # the package as a whole (this module)
+        package = SRC / "bioseg" / folder
+        stem = path.stem.removeprefix("test_")
+        modules = {p.stem for p in package.glob("*.py")} if package.is_dir() else set()
+        if not any(stem == m or stem.startswith(m + "_") for m in modules):
+            strays.append(str(path.relative_to(tests)))
+    assert strays == [], "name each test module after the source module it tests, in its package's folder"
