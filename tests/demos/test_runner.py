@@ -60,3 +60,10 @@ def test_torch_threads_sets_then_restores_the_count():
     with torch_threads(None) as n:  # capped at the free cores, never below 1
         assert 1 <= n <= min(before, free_cores()) and torch.get_num_threads() == n
     assert torch.get_num_threads() == before and 1 <= free_cores() <= (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize(("load", "free"), [(0.0, 2), (1.0, 2), (2.0, 1), (3.4, 1)])
+def test_free_cores_leave_out_this_process_own_load(monkeypatch, load, free):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert free_cores() == free

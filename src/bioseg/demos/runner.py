@@ -182,13 +182,16 @@ def launch(name: str, out_dir: str | Path, log: Log = print, progress: bool = Tr
 
 
 def free_cores() -> int:
-    """Cores that other processes leave idle (CPU count minus the 1-minute load average), at least 1."""
+    """Cores that other processes leave idle, at least 1: the CPU count minus the 1-minute load average,
+    less the one unit of it that is this process's own work (generating the data, or the setup just
+    before): counting it would halve the threads of a demo run right after installing."""
     cores = os.cpu_count() or 1
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not on every platform
         return cores
-    return max(1, min(cores, int(cores - load + 0.5)))
+    others = max(0.0, load - 1.0)
+    return max(1, min(cores, int(cores - others + 0.5)))
 
 
 @contextmanager
