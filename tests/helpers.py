@@ -6,6 +6,7 @@ from unittest.mock import patch
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -71,3 +72,69 @@ def two_touching_discs(shape=(40, 61), r=12):
     truth[a] = 1
     truth[b & ~a] = 2
     return truth
+
+
+# --- loss batches ----------------------------------------------------------------------------------
+
+SPATIAL = {2: (17, 18), 3: (7, 8, 9)}
+
+
+TOL = {"rtol": 1e-5, "atol": 1e-6}
+
+
+def binary_batch(spatial_dims: int, seed: int = 0, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, 1, *SPATIAL[spatial_dims])
+    logits = torch.randn(shape, generator=g) * 2
+    target = (torch.rand(shape, generator=g) > 0.6).float()
+    return logits, target
+
+
+def multiclass_batch(
+    spatial_dims: int, classes: int = 3, seed: int = 0, n: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn((n, classes, *SPATIAL[spatial_dims]), generator=g) * 2
+    target = torch.randint(0, classes, (n, *SPATIAL[spatial_dims]), generator=g)
+    return logits, target
+
+
+def pixel_weight(target_like: torch.Tensor, seed: int = 1) -> torch.Tensor:
+    """Random non-negative weights ``(N, 1, *spatial)`` with some exact zeros."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (target_like.shape[0], 1, *target_like.shape[-len(target_like.shape) + 2 :])
+    w = torch.rand(shape, generator=g) * 3
+    return w * (torch.rand(shape, generator=g) > 0.2)
+
+
+# --- instance experiments --------------------------------------------------------------------------
+
+TINY_3D = [
+    "train.epochs=1",
+    "model.widths=[4,8]",
+    "data.patch_size=[8,16,16]",
+    "infer.patch_size=[8,32,32]",
+    "data.batch_size=2",
+    "data.patches_per_epoch=4",
+    "train.snapshots=1",
+]
+
+
+INSTANCE_HEADS = {
+    "foreground": {"type": "binary", "target": "foreground"},
+    "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 2.0}},
+}
+
+
+
+
+def instance_config(root: Path, out: Path, **extra) -> dict:
+    return {
+        "name": "inst",
+        "output_dir": str(out),
+        "data": {"root": str(root), "labels": "instance", "patch_size": [8, 16, 16]},
+        "model": {"spatial_dims": 3},
+        "heads": INSTANCE_HEADS,
+        "post": {"instances": {"mode": "boundary", "h": 1.0}},
+        **extra,
+    }

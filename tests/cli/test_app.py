@@ -1,4 +1,4 @@
-"""End to end through the command line on tiny synthetic data, including the user-error paths."""
+"""The command line as a whole: user errors are one line with exit code 2; --help is light and shows defaults."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""End to end through the command line on tiny synthetic data, including the user-error paths."""
+"""check and init-config through the command line, including a config typo answered in one line."""
 
 import subprocess
 import sys

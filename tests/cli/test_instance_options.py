@@ -1,4 +1,4 @@
-"""Instance workflows end to end: per-head targets, 3D training, patch sets, objects, fine-tuning."""
+"""The instances command: every post.instances option, validated through the config model."""
 
 from pathlib import Path
 

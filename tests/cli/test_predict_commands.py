@@ -1,25 +1,13 @@
-"""End to end through the command line on tiny synthetic data, including the user-error paths."""
+"""predict and evaluate through the command line, and the user errors a prediction can meet."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
-from helpers import TINY, run_cli
+from helpers import run_cli
 
 from bioseg.io import write_png
-
-
-@pytest.fixture(scope="module")
-def trained(cells_dir: Path, tmp_path_factory) -> tuple[Path, Path]:
-    """A config from init-config and one tiny trained run: (config path, run folder)."""
-    work = tmp_path_factory.mktemp("work")
-    cfg = work / "exp.yaml"
-    assert run_cli("init-config", cells_dir, "-o", cfg, "--name", "tiny") == 0
-    sets = [x for s in TINY for x in ("--set", s)]
-    assert run_cli("train", cfg, "--no-progress", *sets, "--set", "train.epochs=2") == 0
-    return cfg, work / "runs" / "tiny" / "fold_0"
 
 
 def test_predict_any_size_writes_three_files(trained, tmp_path):

@@ -1,23 +1,10 @@
-"""End to end through the command line on tiny synthetic data, including the user-error paths."""
+"""train through the command line: the run folder, refusing to overwrite, resuming, config typos."""
 
 import json
-from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from helpers import TINY, run_cli
-
-
-@pytest.fixture(scope="module")
-def trained(cells_dir: Path, tmp_path_factory) -> tuple[Path, Path]:
-    """A config from init-config and one tiny trained run: (config path, run folder)."""
-    work = tmp_path_factory.mktemp("work")
-    cfg = work / "exp.yaml"
-    assert run_cli("init-config", cells_dir, "-o", cfg, "--name", "tiny") == 0
-    sets = [x for s in TINY for x in ("--set", s)]
-    assert run_cli("train", cfg, "--no-progress", *sets, "--set", "train.epochs=2") == 0
-    return cfg, work / "runs" / "tiny" / "fold_0"
 
 
 def test_train_writes_a_complete_run_folder(trained):

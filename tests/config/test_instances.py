@@ -1,4 +1,4 @@
-"""Instance workflows end to end: per-head targets, 3D training, patch sets, objects, fine-tuning."""
+"""post.instances in the config: the heads it needs, and options its mode does not read."""
 
 
 import pytest

@@ -1,29 +1,13 @@
-"""Instance workflows end to end: per-head targets, 3D training, patch sets, objects, fine-tuning."""
+"""Per-head targets (foreground, boundary) from instance and semantic masks."""
 
 from pathlib import Path
 
 import numpy as np
+from helpers import instance_config
 from skimage.segmentation import find_boundaries
 
 from bioseg import config
 from bioseg.data.head_targets import make_head_targets
-
-INSTANCE_HEADS = {
-    "foreground": {"type": "binary", "target": "foreground"},
-    "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 2.0}},
-}
-
-
-def instance_config(root: Path, out: Path, **extra) -> dict:
-    return {
-        "name": "inst",
-        "output_dir": str(out),
-        "data": {"root": str(root), "labels": "instance", "patch_size": [8, 16, 16]},
-        "model": {"spatial_dims": 3},
-        "heads": INSTANCE_HEADS,
-        "post": {"instances": {"mode": "boundary", "h": 1.0}},
-        **extra,
-    }
 
 
 def test_head_targets_from_instance_labels():

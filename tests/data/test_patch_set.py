@@ -1,51 +1,10 @@
-"""Instance workflows end to end: per-head targets, 3D training, patch sets, objects, fine-tuning."""
+"""Stored patch sets: written once with their targets and weight maps, then trained on."""
 
-from pathlib import Path
 
 import numpy as np
-import pytest
-from helpers import run_cli
+from helpers import TINY_3D, instance_config, run_cli
 
 from bioseg import config
-
-TINY_3D = [
-    "train.epochs=1",
-    "model.widths=[4,8]",
-    "data.patch_size=[8,16,16]",
-    "infer.patch_size=[8,32,32]",
-    "data.batch_size=2",
-    "data.patches_per_epoch=4",
-    "train.snapshots=1",
-]
-
-
-INSTANCE_HEADS = {
-    "foreground": {"type": "binary", "target": "foreground"},
-    "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 2.0}},
-}
-
-
-@pytest.fixture(scope="module")
-def volumes(tmp_path_factory) -> Path:
-    from bioseg.data.layouts import discover
-    from bioseg.data.splits import make_splits
-    from bioseg.demos.cells3d import write_cells_3d_dataset
-
-    root = write_cells_3d_dataset(tmp_path_factory.mktemp("vol") / "data", 4, shape=(8, 32, 32), seed=0)
-    make_splits(discover(root), folds=1, test_split=0.25, val_split=0.34, seed=0)
-    return root
-
-
-def instance_config(root: Path, out: Path, **extra) -> dict:
-    return {
-        "name": "inst",
-        "output_dir": str(out),
-        "data": {"root": str(root), "labels": "instance", "patch_size": [8, 16, 16]},
-        "model": {"spatial_dims": 3},
-        "heads": INSTANCE_HEADS,
-        "post": {"instances": {"mode": "boundary", "h": 1.0}},
-        **extra,
-    }
 
 
 def test_patch_set_is_written_once_and_trained_on(volumes, tmp_path):

@@ -1,4 +1,4 @@
-"""Instance workflows end to end: per-head targets, 3D training, patch sets, objects, fine-tuning."""
+"""model.init_from: a one-channel run fine-tuned on two-channel images."""
 
 import json
 

@@ -1,9 +1,10 @@
-"""Losses: functional terms against PyTorch/MONAI references, invariants, registry and composite."""
+"""The composite loss: weighted terms per head, weighted heads, heads without a target."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import binary_batch, multiclass_batch, pixel_weight
 from pydantic import ValidationError
 
 from bioseg.config import HeadConfig, LossTerm, from_dict
@@ -17,33 +18,6 @@ from bioseg.losses import (
     iou_loss,
     soft_dice_loss,
 )
-
-SPATIAL = {2: (17, 18), 3: (7, 8, 9)}
-
-
-def binary_batch(spatial_dims: int, seed: int = 0, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    shape = (n, 1, *SPATIAL[spatial_dims])
-    logits = torch.randn(shape, generator=g) * 2
-    target = (torch.rand(shape, generator=g) > 0.6).float()
-    return logits, target
-
-
-def multiclass_batch(
-    spatial_dims: int, classes: int = 3, seed: int = 0, n: int = 2
-) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn((n, classes, *SPATIAL[spatial_dims]), generator=g) * 2
-    target = torch.randint(0, classes, (n, *SPATIAL[spatial_dims]), generator=g)
-    return logits, target
-
-
-def pixel_weight(target_like: torch.Tensor, seed: int = 1) -> torch.Tensor:
-    """Random non-negative weights ``(N, 1, *spatial)`` with some exact zeros."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (target_like.shape[0], 1, *target_like.shape[-len(target_like.shape) + 2 :])
-    w = torch.rand(shape, generator=g) * 3
-    return w * (torch.rand(shape, generator=g) > 0.2)
 
 
 def test_head_loss_sums_weighted_terms_and_reports_parts() -> None:

@@ -1,10 +1,11 @@
-"""Losses: functional terms against PyTorch/MONAI references, invariants, registry and composite."""
+"""The loss functions against PyTorch and MONAI references, and their invariants (weights, ignore index, bf16)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import TOL, binary_batch, multiclass_batch, pixel_weight
 from monai.losses import DiceLoss, FocalLoss, TverskyLoss
 
 from bioseg.losses import (
@@ -16,36 +17,6 @@ from bioseg.losses import (
     soft_dice_loss,
     tversky_loss,
 )
-
-SPATIAL = {2: (17, 18), 3: (7, 8, 9)}
-
-
-TOL = {"rtol": 1e-5, "atol": 1e-6}
-
-
-def binary_batch(spatial_dims: int, seed: int = 0, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    shape = (n, 1, *SPATIAL[spatial_dims])
-    logits = torch.randn(shape, generator=g) * 2
-    target = (torch.rand(shape, generator=g) > 0.6).float()
-    return logits, target
-
-
-def multiclass_batch(
-    spatial_dims: int, classes: int = 3, seed: int = 0, n: int = 2
-) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn((n, classes, *SPATIAL[spatial_dims]), generator=g) * 2
-    target = torch.randint(0, classes, (n, *SPATIAL[spatial_dims]), generator=g)
-    return logits, target
-
-
-def pixel_weight(target_like: torch.Tensor, seed: int = 1) -> torch.Tensor:
-    """Random non-negative weights ``(N, 1, *spatial)`` with some exact zeros."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (target_like.shape[0], 1, *target_like.shape[-len(target_like.shape) + 2 :])
-    w = torch.rand(shape, generator=g) * 3
-    return w * (torch.rand(shape, generator=g) > 0.2)
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

@@ -1,10 +1,11 @@
-"""Losses: functional terms against PyTorch/MONAI references, invariants, registry and composite."""
+"""Loss terms by name: the registry, option checks with did-you-mean, head-type fit, class-weight buffers."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import SPATIAL, binary_batch, multiclass_batch
 
 from bioseg.errors import BiosegError
 from bioseg.losses import (
@@ -14,25 +15,6 @@ from bioseg.losses import (
     ce_loss,
     soft_dice_loss,
 )
-
-SPATIAL = {2: (17, 18), 3: (7, 8, 9)}
-
-
-def binary_batch(spatial_dims: int, seed: int = 0, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    shape = (n, 1, *SPATIAL[spatial_dims])
-    logits = torch.randn(shape, generator=g) * 2
-    target = (torch.rand(shape, generator=g) > 0.6).float()
-    return logits, target
-
-
-def multiclass_batch(
-    spatial_dims: int, classes: int = 3, seed: int = 0, n: int = 2
-) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn((n, classes, *SPATIAL[spatial_dims]), generator=g) * 2
-    target = torch.randint(0, classes, (n, *SPATIAL[spatial_dims]), generator=g)
-    return logits, target
 
 
 def test_registry_names_and_alias() -> None:

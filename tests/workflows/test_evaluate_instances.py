@@ -1,4 +1,4 @@
-"""Instance workflows end to end: per-head targets, 3D training, patch sets, objects, fine-tuning."""
+"""3D instance training, evaluation of objects, the instances command on saved maps, and tune-instances."""
 
 import json
 from pathlib import Path
@@ -6,50 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from helpers import run_cli
+from helpers import TINY_3D, instance_config, run_cli
 
 import bioseg
 from bioseg.errors import BiosegError
 from bioseg.workflows.tune_instances import tune_run
-
-TINY_3D = [
-    "train.epochs=1",
-    "model.widths=[4,8]",
-    "data.patch_size=[8,16,16]",
-    "infer.patch_size=[8,32,32]",
-    "data.batch_size=2",
-    "data.patches_per_epoch=4",
-    "train.snapshots=1",
-]
-
-
-INSTANCE_HEADS = {
-    "foreground": {"type": "binary", "target": "foreground"},
-    "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 2.0}},
-}
-
-
-@pytest.fixture(scope="module")
-def volumes(tmp_path_factory) -> Path:
-    from bioseg.data.layouts import discover
-    from bioseg.data.splits import make_splits
-    from bioseg.demos.cells3d import write_cells_3d_dataset
-
-    root = write_cells_3d_dataset(tmp_path_factory.mktemp("vol") / "data", 4, shape=(8, 32, 32), seed=0)
-    make_splits(discover(root), folds=1, test_split=0.25, val_split=0.34, seed=0)
-    return root
-
-
-def instance_config(root: Path, out: Path, **extra) -> dict:
-    return {
-        "name": "inst",
-        "output_dir": str(out),
-        "data": {"root": str(root), "labels": "instance", "patch_size": [8, 16, 16]},
-        "model": {"spatial_dims": 3},
-        "heads": INSTANCE_HEADS,
-        "post": {"instances": {"mode": "boundary", "h": 1.0}},
-        **extra,
-    }
 
 
 def test_3d_instance_training_predicts_and_scores_objects(volumes, tmp_path, capsys):
