@@ -5,6 +5,15 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def precision_cache(tmp_path_factory):
+    """The precision measurement is cached in a folder of the test session, not in the user's home."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bioseg.inference.precision.default_cache_dir", lambda: folder)
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def cells_dir(tmp_path_factory) -> Path:
     """Ten synthetic 64×64 cell images with 0/1 masks, split 1 fold (test 20%)."""

@@ -7,6 +7,7 @@ imported inside the commands so that ``bioseg --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -18,7 +19,24 @@ from bioseg.errors import BiosegError
 __all__ = ["app", "main"]
 
 
+class _Notes(logging.Handler):
+    """The library's one-line notes (logger ``bioseg``, INFO and up), e.g. the precision ``auto`` chose,
+    printed on whatever stderr is when they are said."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"bioseg: {record.getMessage()}", err=True)
+
+
+def _say_library_notes() -> None:
+    logger = logging.getLogger("bioseg")
+    if not any(isinstance(h, _Notes) for h in logger.handlers):
+        logger.addHandler(_Notes())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main() -> None:
+    _say_library_notes()
     try:
         app()
     except BiosegError as err:

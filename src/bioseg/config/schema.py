@@ -213,7 +213,7 @@ class HeadFreezingConfig(Section):
 class TrainConfig(Section):
     epochs: int = Field(default=20, ge=1)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
-        default="auto", description="auto: bf16-mixed where the hardware runs bf16 natively, else 32"
+        default="auto", description="auto: bf16-mixed where bf16 is native and measured faster, else 32"
     )
     gradient_clip: float | None = Field(default=1.0, description="max gradient norm; None: off")
     accumulate_grad_batches: int = Field(default=1, ge=1)
@@ -287,7 +287,7 @@ class InferConfig(Section):
     blending: Literal["gaussian", "constant"] = "gaussian"
     batch_size: int = Field(default=4, ge=1, description="tiles per forward pass")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        default="auto", description="auto: bf16 where the hardware runs it natively, else fp32"
+        default="auto", description="auto: bf16 where it is native and measured faster, else fp32"
     )
     threshold: float = Field(default=0.5, gt=0, lt=1, description="binary heads")
 
