@@ -59,6 +59,8 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "bf16_instructions": sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")),
+        "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c"))),  # the vector units
+        "precision_auto": _auto_precision(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
@@ -72,6 +74,14 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(0)
     return out
+
+
+def _auto_precision() -> str:
+    """What ``precision: auto`` chooses on this machine, and why."""
+    from bioseg.inference.precision import cpu_precision
+
+    choice = cpu_precision()
+    return f"{choice.precision}: {choice.reason}"
 
 
 # --- timing ---------------------------------------------------------------------------------------
