@@ -98,6 +98,9 @@ def init_config(
     output: Path = typer.Option(Path("exp.yaml"), "--output", "-o", help="config file to write"),
     name: str | None = typer.Option(None, help="experiment name (default: the folder name)"),
     force: bool = typer.Option(False, help="overwrite an existing config file"),
+    minutes: float | None = typer.Option(
+        None, help="training time you have: a step is timed here and batch, patch, epochs are sized to fit it"
+    ),
 ) -> None:
     """Write a commented YAML config inferred from the data."""
     from bioseg.workflows.init_config import infer_config, write_config
@@ -105,7 +108,14 @@ def init_config(
     if output.exists() and not force:
         raise BiosegError(f"{output} exists; pass --force to overwrite it or -o to write elsewhere")
     cfg = infer_config(data_dir, name=name)
-    write_config(cfg, output, header=f"bioseg experiment inferred from {data_dir}\nEdit freely; see README.")
+    header = f"bioseg experiment inferred from {data_dir}\nEdit freely; see README."
+    if minutes is not None:
+        from bioseg.workflows.training_budget import fit_to_budget
+
+        cfg, plan = fit_to_budget(cfg, minutes)
+        header += f"\nSized for {minutes:g} minutes of training: {plan.describe()}."
+        typer.echo(f"sized for {minutes:g} minutes: {plan.describe()}")
+    write_config(cfg, output, header=header)
     d = cfg["data"]
     what = "instance masks" if d["labels"] == "instance" else f"{len(d['classes'])} classes"
     typer.echo(
