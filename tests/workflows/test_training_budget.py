@@ -8,7 +8,7 @@ from helpers import run_cli
 
 from bioseg import config
 from bioseg.errors import BiosegError
-from bioseg.workflows.training_budget import EPOCH_SECONDS, OVERHEAD, fit_to_budget
+from bioseg.workflows.training_budget import EPOCH_SECONDS, OVERHEAD, SPARE, fit_to_budget
 
 
 def _raw(tmp_path, model=None, **data):
@@ -27,9 +27,9 @@ def test_a_fast_step_keeps_batch_and_patch_and_fits_epochs_to_the_minutes(tmp_pa
     assert plan.steps_per_epoch == round(EPOCH_SECONDS / OVERHEAD / 0.4) == 125
     assert raw["data"]["patches_per_epoch"] == 125 * 8
     epoch_seconds = 125 * 0.4 * OVERHEAD
-    assert raw["train"]["epochs"] == plan.epochs == math.floor(30 * 60 / epoch_seconds) == 30
-    assert raw["train"]["max_time_minutes"] == 30
-    assert "125 steps an epoch" in plan.describe() and "30 epochs in 30 minutes" in plan.describe()
+    assert raw["train"]["epochs"] == plan.epochs == math.ceil(SPARE * 30 * 60 / epoch_seconds) == 38
+    assert raw["train"]["max_time_minutes"] == 30  # the clock ends it
+    assert "125 steps an epoch" in plan.describe() and "up to 38 epochs, stopped at 30 minutes" in plan.describe()
 
 
 def test_a_slow_step_halves_the_batch_then_the_patch(tmp_path):
@@ -48,7 +48,7 @@ def test_a_slow_step_halves_the_batch_then_the_patch(tmp_path):
 def test_the_patch_stops_at_twice_the_network_size_divisor(tmp_path):
     _, plan = fit_to_budget(_raw(tmp_path, patch_size=[256, 256]), 30, measure=lambda cfg: 1000.0)
     assert (plan.batch_size, plan.patch_size) == (2, [16, 16])  # the default unet divides by 8
-    assert plan.steps_per_epoch == 8 and plan.epochs == 1  # what it can: one short epoch
+    assert plan.steps_per_epoch == 8 and plan.epochs == 1  # what it can: one epoch, cut by the clock
 
 
 def test_volumes_keep_their_depth(tmp_path):
