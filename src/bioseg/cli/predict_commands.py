@@ -23,6 +23,10 @@ def predict(
     overlap: float | None = typer.Option(None, help="tile overlap fraction (default: the run's)"),
     batch_size: int | None = typer.Option(None, help="tiles per forward pass"),
     precision: str | None = typer.Option(None, help="auto, fp32, bf16 or fp16 (default: the run's)"),
+    rescale: str | None = typer.Option(
+        None, help="match objects to the training size: off, auto (measured per image) or a factor (default: the run's)"
+    ),
+    object_size: float | None = typer.Option(None, help="diameter of the objects in these images, pixels"),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Predict images: <stem>_prob.tif, <stem>_labels.tif and <stem>_overlay.png per image."""
@@ -39,6 +43,8 @@ def predict(
         overlap=overlap,
         batch_size=batch_size,
         precision=precision,
+        rescale=rescale,
+        object_size=object_size,
     )
     typer.echo(f"wrote {len(written)} files to {output}")
 
@@ -52,13 +58,19 @@ def evaluate(
     classes: int | None = typer.Option(None, help="number of classes (folder mode)"),
     mask_values: str | None = typer.Option(None, help="raw→class mapping of the true masks, e.g. 0:0,255:1"),
     instances: bool = typer.Option(False, help="folder mode: score <stem>_instances.tif against instance masks"),
+    rescale: str | None = typer.Option(
+        None, help="match objects to the training size: off, auto (measured per image) or a factor (default: the run's)"
+    ),
+    object_size: float | None = typer.Option(None, help="diameter of the objects in these images, pixels"),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Score predictions: metrics.json (per class and mean Dice, IoU, accuracy) and per_image.csv."""
     from bioseg.workflows.evaluate import evaluate_folders, evaluate_run
 
     if truth is None:
-        result = evaluate_run(source, split=split, out_dir=output, progress=progress)
+        result = evaluate_run(
+            source, split=split, out_dir=output, progress=progress, rescale=rescale, object_size=object_size
+        )
     else:
         result = evaluate_folders(
             source,

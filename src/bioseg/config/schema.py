@@ -290,6 +290,31 @@ class InferConfig(Section):
         default="auto", description="auto: bf16 where it is native and measured faster, else fp32"
     )
     threshold: float = Field(default=0.5, gt=0, lt=1, description="binary heads")
+    rescale: Literal["off", "auto"] | float = Field(
+        default="off",
+        description="resize each image so that its objects match the training objects' size: off; auto "
+        "(their size measured on a first prediction); or a fixed factor (2: twice as many pixels per axis)",
+    )
+    object_size: float | None = Field(
+        default=None, gt=0, description="diameter of the objects in the images to predict, pixels: rescale to "
+        "the training size without measuring; None: measured when rescale is auto",
+    )
+
+    @field_validator("rescale")
+    @classmethod
+    def _sensible_factor(cls, v: str | float) -> str | float:
+        if not isinstance(v, str) and not 0.1 <= v <= 10:
+            raise ValueError(f"rescale factor {v} is outside 0.1–10; give a factor such as 0.5 or 2, or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_scale(self) -> InferConfig:
+        if self.object_size is not None and not isinstance(self.rescale, str):
+            raise ValueError(
+                f"object_size ({self.object_size}) and a fixed rescale factor ({self.rescale}) both set the scale; "
+                "keep one of them"
+            )
+        return self
 
 
 class PostConfig(Section):

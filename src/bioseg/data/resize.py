@@ -1,4 +1,4 @@
-"""Fit images into a fixed square (aspect ratio kept, then padded) and map predictions back.
+"""Resample arrays; fit images into a fixed square (aspect ratio kept, then padded) and map predictions back.
 
 Used when ``data.resize`` is set: whole specimens (a wing, an embryo) are seen at once at a fixed size,
 and every prediction is returned at the size of the image it came from.
@@ -28,7 +28,7 @@ def plan_fit(spatial: tuple[int, ...], size: int) -> Fit:
     return Fit(tuple(spatial), scaled, size)
 
 
-def _resample(array: np.ndarray, shape: tuple[int, ...], nearest: bool) -> np.ndarray:
+def resample(array: np.ndarray, shape: tuple[int, ...], nearest: bool) -> np.ndarray:
     """``(C, *spatial)`` → ``(C, *shape)``: linear for intensities, nearest for labels."""
     if tuple(array.shape[1:]) == tuple(shape):
         return array
@@ -43,7 +43,7 @@ def _resample(array: np.ndarray, shape: tuple[int, ...], nearest: bool) -> np.nd
 
 def fit_to_square(array: np.ndarray, fit: Fit, nearest: bool = False) -> np.ndarray:
     """``(C, *spatial)`` scaled into the square and zero-padded at the end of each axis."""
-    scaled = _resample(array, fit.scaled, nearest)
+    scaled = resample(array, fit.scaled, nearest)
     pads = [(0, 0)] + [(0, fit.size - d) for d in fit.scaled]
     return np.pad(scaled, pads)
 
@@ -51,4 +51,4 @@ def fit_to_square(array: np.ndarray, fit: Fit, nearest: bool = False) -> np.ndar
 def restore(array: np.ndarray, fit: Fit, nearest: bool = False) -> np.ndarray:
     """The inverse of ``fit_to_square``: ``(C, size, …)`` → ``(C, *original)``."""
     crop = (slice(None),) + tuple(slice(0, d) for d in fit.scaled)
-    return _resample(np.ascontiguousarray(array[crop]), fit.original, nearest)
+    return resample(np.ascontiguousarray(array[crop]), fit.original, nearest)

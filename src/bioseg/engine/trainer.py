@@ -16,6 +16,8 @@ from bioseg import config as config_mod
 from bioseg.config import Experiment, as_experiment
 from bioseg.data.checked import checked_data
 from bioseg.data.datamodule import SegmentationDataModule
+from bioseg.data.dataset import LoadedSample
+from bioseg.data.object_sizes import training_object_sizes
 from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts
 from bioseg.engine.module import SegmentationModule
 from bioseg.errors import BiosegError
@@ -77,7 +79,7 @@ def train(
     if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-    save_model(module.net, cfg, run_dir)
+    save_model(module.net, cfg, run_dir, training_objects(cfg, datamodule.train_samples))
     write_snapshots(cfg, run_dir, datamodule)
     score = checkpoint.best_model_score
     return TrainResult(
@@ -88,6 +90,17 @@ def train(
         history=read_metrics_csv(run_dir / "metrics.csv"),
         init_report=init_report,
     )
+
+
+def training_objects(cfg: Experiment, samples: list[LoadedSample]) -> dict[str, Any] | None:
+    """Sizes of the objects in the training masks (the one mask of a sample, else its first head's
+    target), stored with the model so that prediction can match new images to them."""
+    whole = all(s.mask is not None for s in samples)
+    masks = [s.mask if whole else next(iter(s.targets.values())) for s in samples if s.targets]
+    if not masks:
+        return None
+    spacing = tuple(cfg.data.voxel_size) if cfg.data.voxel_size else None
+    return training_object_sizes(masks, instance=whole and cfg.data.labels == "instance", spacing=spacing)
 
 
 def initialise_from(cfg: Experiment, net: torch.nn.Module, run_dir: Path) -> str | None:

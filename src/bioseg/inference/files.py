@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from bioseg.errors import BiosegError
 from bioseg.inference.instances import predict_instances
 from bioseg.inference.predictor import Prediction, Predictor
 from bioseg.io import IMAGE_SUFFIXES, write_tiff
+
+logger = logging.getLogger("bioseg")
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -84,15 +87,31 @@ def predict_files(
     files = expand_inputs(inputs)
     out_dir = Path(out_dir)
     written: list[Path] = []
+    scales: list[tuple[str, Prediction]] = []
     cfg = predictor.cfg
     for path in tqdm(files, desc="predicting", disable=not progress):
         raw = read_input(path, cfg.data, cfg.model.spatial_dims)
         prediction = predictor.predict(raw, name=str(path))
-        instances = predict_instances(prediction.probabilities, cfg, voxel_spacing(path, cfg))
+        instances = predict_instances(prediction.probabilities, cfg, voxel_spacing(path, cfg), scale=prediction.scale)
         written += write_prediction(out_dir, path.stem, raw, prediction, predictor, instances)
         if path.suffix.lower() == ".zarr":
             write_into_store(path, prediction, instances)
+        scales.append((path.name, prediction))
+    if predictor.infer.rescale != "off" or predictor.infer.object_size is not None:
+        written.append(write_scales(out_dir / "rescale.csv", scales))
     return written
+
+
+def write_scales(path: Path, predictions: list[tuple[str, Prediction]]) -> Path:
+    """``rescale.csv``: per image, the diameter of its objects (pixels) and the factor it was predicted at;
+    each also said once in the log."""
+    lines = ["image,object_size_px,scale"]
+    for name, p in predictions:
+        size = f"{p.object_size:.2f}" if p.object_size is not None else ""
+        lines.append(f"{name},{size},{p.scale:.4f}")
+        logger.info("%s: objects %s px → rescaled by %.3g", name, size or "?", p.scale)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def write_into_store(store: Path, prediction: Prediction, instances: np.ndarray | None) -> None:

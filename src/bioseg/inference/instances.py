@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bioseg.config import Experiment
+from bioseg.data.resize import resample
 from bioseg.postprocess.instances import boundaries_to_instances, foreground_to_instances
 
 
@@ -21,16 +22,34 @@ def boundary_probability(probabilities: np.ndarray, target: str) -> np.ndarray:
     return probabilities[2] if target == "three_class" else probabilities[0]
 
 
+def _sequential(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 1..N in order (objects lost in resampling leave no gap), 0 kept as background."""
+    ids, inverse = np.unique(labels, return_inverse=True)
+    return (inverse.reshape(labels.shape) + (ids[0] != 0)).astype(np.int32)
+
+
 def predict_instances(
     probabilities: dict[str, np.ndarray],
     cfg: Experiment,
     spacing: Sequence[float] | None = None,
     timings: dict | None = None,
+    scale: float = 1.0,
 ) -> np.ndarray | None:
-    """Instance labels ``(*spatial)`` int32 from head probabilities, or None when ``post.instances`` is off."""
+    """Instance labels ``(*spatial)`` int32 from head probabilities, or None when ``post.instances`` is off.
+
+    ``scale`` (a :class:`~bioseg.inference.predictor.Prediction`'s): the objects are found in the maps
+    resized by it, where they have the training size that ``post.instances`` was tuned for (seed depth,
+    minimum and maximum sizes), and their labels are mapped back to the image's own grid."""
     inst = cfg.post.instances
     if inst.mode == "off":
         return None
+    if scale != 1.0:
+        spatial = next(iter(probabilities.values())).shape[1:]
+        shape = tuple(max(1, round(d * scale)) for d in spatial)
+        resized = {h: resample(p, shape, nearest=False) for h, p in probabilities.items()}
+        physical = tuple(v / scale for v in spacing) if spacing else None
+        labels = predict_instances(resized, cfg, physical, timings)
+        return _sequential(resample(labels[None], spatial, nearest=True)[0])
     spacing = tuple(spacing) if spacing else None
     fg_head = inst.foreground_head
     if inst.mode == "foreground":

@@ -13,8 +13,9 @@ import torch
 
 from bioseg.config import Experiment
 from bioseg.data.dataset import prepare_image, read_input
-from bioseg.data.resize import fit_to_square, plan_fit, restore
+from bioseg.data.resize import fit_to_square, plan_fit, resample, restore
 from bioseg.errors import BiosegError
+from bioseg.inference import rescale
 from bioseg.inference.heads import activate, to_labels
 from bioseg.inference.precision import autocast_dtype
 from bioseg.inference.tiling import sliding_window
@@ -70,10 +71,14 @@ def memory_format(spatial_dims: int) -> torch.memory_format:
 
 @dataclass
 class Prediction:
-    """Per head: probabilities ``(K, *spatial)`` float32 (K = 1 for a binary head) and labels ``(*spatial)``."""
+    """Per head: probabilities ``(K, *spatial)`` float32 (K = 1 for a binary head) and labels ``(*spatial)``,
+    at the image's own size. ``scale``: the factor the image was resized by for the network (1: not
+    resized); ``object_size``: the diameter of its objects that chose it, pixels (None: not measured)."""
 
     probabilities: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
+    scale: float = 1.0
+    object_size: float | None = None
 
 
 class Predictor:
@@ -85,13 +90,19 @@ class Predictor:
         unknown = set(infer) - set(cfg.infer.model_fields)
         if unknown:
             raise BiosegError(f"unknown inference option(s) {sorted(unknown)}; valid: {sorted(cfg.infer.model_fields)}")
-        self.infer = cfg.infer.model_copy(update={k: v for k, v in infer.items() if v is not None})
-        self.infer = type(cfg.infer).model_validate(self.infer.model_dump())  # re-validate the overrides
+        given = {k: v for k, v in infer.items() if v is not None}
+        self.infer = type(cfg.infer).model_validate({**cfg.infer.model_dump(), **given})  # overrides validated
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         # what runs the tiles: BatchNorm folded into the convolutions, channels-last weights; built once
         self._fast_net = fold_batchnorm(self.net).to(memory_format=memory_format(self.spatial_dims))
         self._autocast = autocast_dtype(self.device, self.infer.precision)
+        self.objects: dict[str, Any] | None = None  # sizes of the training objects, for rescaling
+        if cfg.data.resize and (self.infer.rescale != "off" or self.infer.object_size):
+            raise BiosegError(
+                "data.resize fits every image into one square, so rescaling by object size does not apply; "
+                "leave infer.rescale off"
+            )
 
     @classmethod
     def from_run(cls, path: str | Path, device: str | torch.device = "cpu", **infer: Any) -> Predictor:
@@ -102,6 +113,7 @@ class Predictor:
     def from_bundle(cls, bundle: ModelBundle, device: str | torch.device = "cpu", **infer: Any) -> Predictor:
         predictor = cls(bundle.net, bundle.cfg, device=device, **infer)
         predictor.bundle = bundle
+        predictor.objects = bundle.objects
         return predictor
 
     @property
@@ -130,7 +142,7 @@ class Predictor:
         fitted into the training square and the probabilities are mapped back to its own size."""
         image = self.prepare(raw, name)
         if not self.cfg.data.resize:
-            return self.predict_prepared(image)
+            return self._predict_rescaled(image)
         fit = plan_fit(image.shape[1:], self.cfg.data.resize)
         probs = self._probabilities(fit_to_square(image, fit))
         return self._finish({h: restore(p, fit) for h, p in probs.items()})
@@ -142,13 +154,53 @@ class Predictor:
         """Predict an already normalised ``(C, *spatial)`` image."""
         return self._finish(self._probabilities(image))
 
-    def _finish(self, probs: dict[str, np.ndarray]) -> Prediction:
+    def _finish(self, probs: dict[str, np.ndarray], scale: float = 1.0, size: float | None = None) -> Prediction:
         """Labels (and cleanup) from probabilities ``{head: (K, *spatial)}``."""
         labels = {}
         for name, head in self.cfg.heads.items():
             lab = to_labels(torch.from_numpy(probs[name]), head.type, self.infer.threshold).numpy()
             labels[name] = clean_labels(lab, self.cfg.post.min_size, self.cfg.post.fill_holes)
-        return Prediction(probs, labels)
+        return Prediction(probs, labels, scale, size)
+
+    def _fixed_factor(self) -> tuple[float | None, float | None]:
+        """(factor, object size) when no measurement is needed; (None, None) for ``rescale: auto``."""
+        if self.infer.object_size is not None:
+            size = self.infer.object_size
+            return rescale.factor_for(rescale.reference_size(self.objects), size), size
+        if self.infer.rescale == "off":
+            return 1.0, None
+        if self.infer.rescale == "auto":
+            return None, None
+        return float(self.infer.rescale), None
+
+    def _predict_rescaled(self, image: np.ndarray) -> Prediction:
+        """Predict ``(C, *spatial)`` resized by the factor ``infer`` asks for (see :mod:`.rescale`); with
+        ``auto``, a first prediction at the image's own size measures its objects, and one in the resized
+        image checks the factor (a factor off by more than the tolerance is corrected once)."""
+        factor, size = self._fixed_factor()
+        if factor is None:
+            reference = rescale.reference_size(self.objects)
+            probs = self._probabilities(image)
+            size = rescale.predicted_object_size(probs, self.cfg)
+            factor = 1.0 if size is None else rescale.factor_for(reference, size)
+            if factor == 1.0:
+                return self._finish(probs, 1.0, size)
+            probs = self._probabilities_at(image, factor)
+            seen = rescale.predicted_object_size(probs, self.cfg)
+            if seen is not None and rescale.factor_for(reference, seen) != 1.0:
+                factor = float(np.clip(factor * reference / seen, *rescale.LIMITS))
+                probs = self._probabilities_at(image, factor)
+            size = reference / factor
+        else:
+            if factor == 1.0:
+                return self._finish(self._probabilities(image), 1.0, size)
+            probs = self._probabilities_at(image, factor)
+        spatial = image.shape[1:]
+        return self._finish({h: resample(p, spatial, nearest=False) for h, p in probs.items()}, factor, size)
+
+    def _probabilities_at(self, image: np.ndarray, factor: float) -> dict[str, np.ndarray]:
+        """Head probabilities of ``image`` resized by ``factor``, at that size."""
+        return self._probabilities(resample(image, rescale.scaled_shape(image.shape[1:], factor), nearest=False))
 
     @torch.inference_mode()
     def _probabilities(self, image: np.ndarray) -> dict[str, np.ndarray]:

@@ -85,9 +85,11 @@ def build_network(cfg: Experiment, for_training: bool = True) -> torch.nn.Module
 # --- model.json: writing, reading, migrating ---------------------------------------------------------
 
 
-def describe(cfg: Experiment) -> dict[str, Any]:
+def describe(cfg: Experiment, objects: dict[str, Any] | None = None) -> dict[str, Any]:
     """The full ``model.json`` document for ``cfg``: the summary is always derived from the experiment,
-    so rewriting the experiment (e.g. tuned post-processing) can never leave a stale copy beside it."""
+    so rewriting the experiment (e.g. tuned post-processing) can never leave a stale copy beside it.
+    ``objects``: the sizes of the training objects (:func:`bioseg.data.object_sizes.training_object_sizes`),
+    which rescaled prediction matches new images to."""
     d = to_dict(cfg)
     return {
         "format": FORMAT,
@@ -102,6 +104,7 @@ def describe(cfg: Experiment) -> dict[str, Any]:
         "mask_values": d["data"]["mask_values"],
         "infer": d["infer"],
         "post": d["post"],
+        "objects": objects,
         "experiment": d,
     }
 
@@ -171,11 +174,11 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
     return migrate(meta, str(path))
 
 
-def write_meta(model_dir: Path, cfg: Experiment) -> Path:
+def write_meta(model_dir: Path, cfg: Experiment, objects: dict[str, Any] | None = None) -> Path:
     """Write ``model_dir/model.json`` for ``cfg`` (aside, then renamed: never half a file)."""
     path = Path(model_dir) / META
     tmp = path.with_name(META + ".tmp")
-    tmp.write_text(json.dumps(describe(cfg), indent=2))
+    tmp.write_text(json.dumps(describe(cfg, objects), indent=2))
     tmp.replace(path)
     return path
 
@@ -183,15 +186,18 @@ def write_meta(model_dir: Path, cfg: Experiment) -> Path:
 # --- weights and the model folder ----------------------------------------------------------------------
 
 
-def save_model(net: torch.nn.Module, cfg: Experiment, run_dir: Path) -> Path:
-    """Write ``run_dir/model/`` from a trained network and its experiment; returns the model folder."""
+def save_model(
+    net: torch.nn.Module, cfg: Experiment, run_dir: Path, objects: dict[str, Any] | None = None
+) -> Path:
+    """Write ``run_dir/model/`` from a trained network, its experiment and the sizes of its training
+    objects (see :func:`describe`); returns the model folder."""
     out = Path(run_dir) / MODEL_DIR
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     tmp = out / (WEIGHTS + ".tmp")  # written then renamed: a crash never leaves half a weights file
     save_file(state, str(tmp))
     tmp.replace(out / WEIGHTS)
-    write_meta(out, cfg)
+    write_meta(out, cfg, objects)
     return out
 
 
@@ -243,6 +249,7 @@ class ModelBundle:
     net: torch.nn.Module
     cfg: Experiment
     model_dir: Path
+    objects: dict[str, Any] | None = None  # sizes of the training objects; None: not measured
 
     @property
     def run_dir(self) -> Path:
@@ -257,11 +264,11 @@ class ModelBundle:
         cfg = _experiment(meta, str(model_dir / META))
         net = build_from_description(meta["network"])
         load_weights(net, model_dir / WEIGHTS)
-        return cls(net.eval(), cfg, model_dir)
+        return cls(net.eval(), cfg, model_dir, meta.get("objects"))
 
     def update_experiment(self, cfg: Experiment) -> None:
         """Rewrite ``model.json`` for a changed experiment of the same network (e.g. tuned settings)."""
         if network_description(cfg) != network_description(self.cfg):
             raise BiosegError(f"{self.model_dir}: the new experiment describes another network than the weights")
-        write_meta(self.model_dir, cfg)
+        write_meta(self.model_dir, cfg, self.objects)
         self.cfg = cfg

@@ -114,15 +114,21 @@ def evaluate_run(
     run_dir = predictor.bundle.run_dir
     out = Path(out_dir) if out_dir else run_dir / "predictions" / split
     instance_scores = []
+    rescaling = predictor.infer.rescale != "off" or predictor.infer.object_size is not None
     for item in predict_split(predictor, samples, f"evaluating {split}", progress):
         targets, _ = make_head_targets(item.mask, cfg, with_weights=False)
         for head, acc in heads.items():
             acc.add(item.name, item.prediction.labels[head], targets[head])
-        instances = predict_instances(item.prediction.probabilities, cfg, item.spacing)
+        if rescaling:  # the factor each image was predicted at, beside its scores
+            next(iter(heads.values())).rows[-1]["scale"] = round(item.prediction.scale, 4)
+        instances = predict_instances(item.prediction.probabilities, cfg, item.spacing, scale=item.prediction.scale)
         if instances is not None and not isinstance(item.mask, dict):
             instance_scores.append(match_instances(instances, instance_labels(item.mask, cfg.data.labels)))
         write_prediction(out, output_stem(item), item.raw, item.prediction, predictor, instances)
-    return _write(out, heads, {"run": str(run_dir), "split": split, "fold": cfg.data.fold}, instance_scores)
+    extra = {"run": str(run_dir), "split": split, "fold": cfg.data.fold}
+    if rescaling:
+        extra["rescale"] = predictor.infer.object_size or predictor.infer.rescale
+    return _write(out, heads, extra, instance_scores)
 
 
 def _check_head_masks(samples: list[Sample], cfg: Experiment, split: str) -> None:

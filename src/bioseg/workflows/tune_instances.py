@@ -60,6 +60,7 @@ def tune_instances(
     spacings: Sequence[Sequence[float] | None] | None = None,
     grid: dict[str, Sequence[float]] | None = None,
     iou: float = 0.5,
+    scales: Sequence[float] | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """The grid point with the best F1 at ``iou`` over ``truths`` (objects pooled), and every point tried.
 
@@ -70,6 +71,7 @@ def tune_instances(
         spacings: per image, the voxel size (None: isotropic units).
         grid: ``{parameter: values}`` of ``post.instances``; default :func:`default_grid`.
         iou: the IoU at which F1 is read.
+        scales: per image, the factor it was predicted at (``Prediction.scale``; None: all 1).
 
     Returns:
         ``(best, tried)``: ``best`` maps each grid parameter to its chosen value; ``tried`` lists every
@@ -81,6 +83,7 @@ def tune_instances(
             "give one labelled image per prediction, at least one"
         )
     spacings = list(spacings) if spacings is not None else [None] * len(truths)
+    scales = list(scales) if scales is not None else [1.0] * len(truths)
     grid = dict(grid) if grid is not None else default_grid(cfg, spacings[0])
     fields = type(cfg.post.instances).model_fields
     unknown = sorted(set(grid) - set(fields))
@@ -97,8 +100,8 @@ def tune_instances(
         for key, value in point.items():
             setattr(trial.post.instances, key, value)
         scores = [
-            match_instances(predict_instances(probs, trial, spacing), np.asarray(truth))
-            for probs, truth, spacing in zip(probabilities, truths, spacings, strict=True)
+            match_instances(predict_instances(probs, trial, spacing, scale=scale), np.asarray(truth))
+            for probs, truth, spacing, scale in zip(probabilities, truths, spacings, scales, strict=True)
         ]
         row = aggregate(scores).at(iou)
         tried.append({**point, **{k: row[k] for k in ("f1", "precision", "recall", "n_pred")}})
@@ -125,7 +128,7 @@ def tune_run(
     if cfg.post.instances.mode == "off":
         raise BiosegError(f"{run} predicts no objects (post.instances.mode is off); nothing to tune")
     samples = split_samples(cfg, split)
-    probabilities, truths, spacings = [], [], []
+    probabilities, truths, spacings, scales = [], [], [], []
     for item in predict_split(predictor, samples, f"predicting {split}", progress):
         if isinstance(item.mask, dict):  # multitask / zarr layouts: a mask per head, none of them object ids
             raise BiosegError(
@@ -134,8 +137,9 @@ def tune_run(
         probabilities.append(item.prediction.probabilities)
         truths.append(instance_labels(item.mask, cfg.data.labels))
         spacings.append(item.spacing)
+        scales.append(item.prediction.scale)
     before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg, spacings[0]))}
-    best, tried = tune_instances(probabilities, truths, cfg, spacings, grid, iou)
+    best, tried = tune_instances(probabilities, truths, cfg, spacings, grid, iou, scales)
     doc = {"split": split, "images": len(samples), "iou": iou, "configured": before, "chosen": best,
            "applied": apply, "tried": tried}  # fmt: skip
     if apply:  # model.json rewritten whole: its summary follows the experiment

@@ -1,0 +1,97 @@
+"""Rescaled prediction: the factor from the objects' size, and results mapped back to the image."""
+
+import numpy as np
+import pytest
+import torch
+from data.test_object_sizes import discs
+from helpers import best_ious
+
+from bioseg import config
+from bioseg.errors import BiosegError
+from bioseg.inference import rescale
+from bioseg.inference.instances import predict_instances
+from bioseg.inference.predictor import Predictor
+
+
+class Threshold(torch.nn.Module):
+    """A 'network' whose foreground is where the image is bright: logits 20 (x - 0.5)."""
+
+    size_divisor = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.calls.append(tuple(x.shape[2:]))
+        return {"mask": 20 * (x - 0.5)}
+
+
+def predictor(objects=None, **infer) -> Predictor:
+    raw = {"data": {"root": ".", "patch_size": [64, 64], "normalization": {"mode": "none"}},
+           "infer": {"precision": "fp32", "overlap": 0.0},
+           "post": {"instances": {"mode": "foreground", "foreground_method": "components"}}}  # fmt: skip
+    p = Predictor(Threshold(), config.from_dict(raw), **infer)
+    p.objects = objects
+    return p
+
+
+def test_factor_is_one_near_the_training_size_and_clipped_far_from_it():
+    assert rescale.factor_for(20.0, 19.0) == 1.0
+    assert rescale.factor_for(20.0, 40.0) == pytest.approx(0.5)
+    assert rescale.factor_for(20.0, 200.0) == rescale.LIMITS[0]
+
+
+@pytest.mark.parametrize("factor", [0.6, 1.5])
+def test_rescaled_prediction_comes_back_at_the_image_size(factor):
+    image = (discs(6.0, shape=(33, 34), n=1) > 0).astype(np.float32)
+    p = predictor(rescale=factor)
+    prediction = p.predict(image)
+    assert prediction.scale == factor
+    assert prediction.probabilities["mask"].shape == (1, 33, 34) and prediction.labels["mask"].shape == (33, 34)
+    objects = predict_instances(prediction.probabilities, p.cfg, scale=prediction.scale)
+    assert objects.shape == (33, 34) and objects.max() == 1
+
+
+@pytest.mark.parametrize("radius", [6.0, 12.0, 20.0])
+def test_auto_measures_the_objects_and_brings_them_to_the_training_size(radius):
+    p = predictor(objects={"depth_diameter_px": 16.0}, rescale="auto")
+    labels = discs(radius, shape=(200, 200), n=8)
+    prediction = p.predict((labels > 0).astype(np.float32))
+    expected = 16.0 / (2 * radius)
+    assert prediction.scale == pytest.approx(1.0 if abs(np.log(expected)) < np.log(rescale.TOLERANCE) else expected,
+                                             rel=0.1)  # fmt: skip
+    assert prediction.object_size == pytest.approx(2 * radius, rel=0.1)
+    objects = predict_instances(prediction.probabilities, p.cfg, scale=prediction.scale)
+    assert objects.max() == labels.max()
+    assert best_ious(labels, objects).min() > 0.85  # every object found again, at its own place and size
+
+
+def test_auto_at_the_training_size_predicts_once():
+    p = predictor(objects={"depth_diameter_px": 16.0}, rescale="auto")
+    p.predict((discs(8.0, shape=(64, 64), n=2) > 0).astype(np.float32))
+    assert len(p._fast_net.calls) == 1  # the first pass is kept: no resampling near the training size
+
+
+def test_given_object_size_sets_the_factor_without_measuring():
+    p = predictor(objects={"depth_diameter_px": 16.0}, object_size=32.0)
+    prediction = p.predict(np.zeros((40, 40), np.float32))
+    assert prediction.scale == pytest.approx(0.5) and prediction.object_size == 32.0
+    assert len(p._fast_net.calls) == 1  # one pass, at the given factor
+
+
+def test_a_model_without_object_sizes_cannot_rescale_automatically():
+    with pytest.raises(BiosegError, match="stores no size of its training objects"):
+        predictor(objects=None, rescale="auto").predict(np.zeros((40, 40), np.float32))
+    assert predictor(objects=None, rescale=2).predict(np.zeros((10, 10), np.float32)).scale == 2.0
+
+
+def test_resize_and_rescale_exclude_each_other():
+    raw = {"data": {"root": ".", "patch_size": [32, 32], "resize": 32}}
+    with pytest.raises(BiosegError, match="data.resize"):
+        Predictor(Threshold(), config.from_dict(raw), rescale="auto")
+
+
+def test_a_fixed_factor_and_an_object_size_are_refused_together():
+    with pytest.raises(Exception, match="keep one of them"):
+        config.from_dict({"data": {"root": "."}, "infer": {"rescale": 2, "object_size": 10}})
