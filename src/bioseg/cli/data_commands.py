@@ -23,15 +23,15 @@ def check(
 ) -> None:
     """Discover a dataset and list every problem before training (exit 0 when usable)."""
     mapping = parse_mask_values(mask_values)
-    layout, csv, axes, heads = "auto", None, None, None
+    layout, csv, axes, heads, threshold, voxel = "auto", None, None, None, None, None
     if config is not None:  # first, so that a config error answers at once (nothing heavy imported yet)
         from bioseg import config as config_mod
 
         cfg = config_mod.load(config)
         d = cfg.data
         if d.labels == "semantic":  # instance ids are not class indices: only structure is checked
-            classes, mapping, heads = d.num_classes, d.mask_values, cfg.heads
-        layout, csv, axes, spatial_dims = d.layout, d.csv, d.axes, cfg.model.spatial_dims
+            classes, mapping, heads, threshold = d.num_classes, d.mask_values, cfg.heads, d.mask_threshold
+        layout, csv, axes, spatial_dims, voxel = d.layout, d.csv, d.axes, cfg.model.spatial_dims, d.voxel_size
     from bioseg.data.layouts import discover
     from bioseg.data.validate import check_dataset
     from bioseg.io import detect_spatial_dims
@@ -47,6 +47,8 @@ def check(
         spatial_dims=spatial_dims or 2,
         axes=axes,
         heads=heads,
+        mask_threshold=threshold,
+        voxel_size=voxel,
     )
     typer.echo(report.format())
     if not report.ok:
