@@ -62,7 +62,8 @@ class CheckReport:
                 + (f" (data.mask_values: {mapping_text(mapped)})" if mapped else "")
             )
             lines.append(shares_line(s.get("mask_value_pixels") or {}, s.get("mask_threshold")))
-        if s.get("class_frequencies"):
+        declared = s.get("num_classes") is not None or mapped is not None
+        if s.get("class_frequencies") and declared:  # undeclared, the classes are the raw values listed above
             presence = Counter(c for classes in s["class_presence"].values() for c in classes)
             freqs = list(s["class_frequencies"].items())
             parts = [
@@ -70,8 +71,7 @@ class CheckReport:
             ]
             if len(freqs) > 8:
                 parts.append(f"... ({len(freqs)} in all)")
-            declared = s.get("num_classes") is not None or mapped is not None
-            lines.append(("classes: " if declared else "mask values: ") + "; ".join(parts))
+            lines.append("classes: " + "; ".join(parts))
         if s.get("head_mask_values"):
             lines.append("head masks: " + "; ".join(f"{h} {values_text(v)}" for h, v in s["head_mask_values"].items()))
         if self.warnings:

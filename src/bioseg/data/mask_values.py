@@ -143,8 +143,10 @@ def mask_advice(
     warnings = [_siblings_warning(groups, counts, files)] if len(groups) > 1 else []
     if aliased and all(s in aliased or len(c) <= 2 for s, c in counts.items()):
         threshold = round(float(np.median([a.threshold for a in aliased.values()])), 4)
-        warnings.insert(0, _aliased_warning(aliased, files, threshold))
-        return MaskAdvice(warnings, ["background", "foreground"], None, threshold, _THRESHOLD_COMMENT)
+        warning = _aliased_warning(aliased, files, threshold)
+        if len(groups) > 1:  # the threshold reads every scale: one warning says it all
+            warning += "; the same threshold reads the files saved on another scale (0/1 beside 0/255) right"
+        return MaskAdvice([warning], ["background", "foreground"], None, threshold, _THRESHOLD_COMMENT)
     if is_palette(values):
         shown = ", ".join(str(v) for v in values)
         warnings.insert(
