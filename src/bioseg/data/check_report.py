@@ -85,7 +85,7 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def shares_line(pixels: dict[int, int], threshold: float | None = None, limit: int = 40) -> str:
+def shares_line(pixels: dict[int, int], threshold: float | None = None, limit: int = 24) -> str:
     """Every raw mask value with its share of the pixels (the first ``limit`` of many object ids)."""
     shares = list(value_shares(pixels).items())
     parts = [f"{v} {share_text(p)}" for v, p in shares[:limit]]
