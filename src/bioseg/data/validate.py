@@ -60,7 +60,7 @@ def check_dataset(
     scan = _scan(index, spatial_dims, axes, progress, mask_threshold)
     problems = list(index.problems) + scan.problems
     problems += _channel_problems(scan.channels, index)
-    value_problems, suggestion = _value_problems(scan.counts, scan.mask_files, num_classes, mask_values)
+    value_problems, suggestion = _value_problems(scan.counts, scan.mask_files, num_classes, mask_values, scan.aliased)
     problems += value_problems
     per_head = index.layout == "multitask"  # the other layouts hold one mask per image, for every head
     if per_head and (heads is not None or (num_classes is None and mask_values is None)):
@@ -259,8 +259,15 @@ def _value_problems(
     mask_files: dict[str, str],
     num_classes: int | None,
     mask_values: dict[int, int] | None,
+    aliased: Mapping[str, AntiAliased],
 ) -> tuple[list[str], dict[int, int] | None]:
     """Mask values outside the classes; also the suggested mapping of the values found."""
+
+    def hint(name: str) -> str:
+        if name in aliased:  # stray values along borders: a threshold reads them, a mapping cannot
+            return f" (it looks anti-aliased: set data.mask_threshold: {aliased[name].threshold:g} instead)"
+        return jpeg_hint(mask_files[name])
+
     union = sorted({v for c in counts.values() for v in c})
     suggestion = {v: i for i, v in enumerate(union)} if union != list(range(len(union))) else None
     out: list[str] = []
@@ -280,7 +287,7 @@ def _value_problems(
                     f"{mask_files[name]} has values {values_text(sorted(c))}; {values_text(unknown)} "
                     f"{'is' if len(unknown) == 1 else 'are'} not in data.mask_values "
                     f"{mapping_text(mask_values)}: add {'it' if len(unknown) == 1 else 'them'} "
-                    f"(data.mask_values: {mapping_text(example)}) or fix the mask{jpeg_hint(mask_files[name])}"
+                    f"(data.mask_values: {mapping_text(example)}) or fix the mask{hint(name)}"
                 )
         return out, suggestion
     if num_classes is None:
@@ -297,6 +304,6 @@ def _value_problems(
         if bad:
             out.append(
                 f"{mask_files[name]} has values {values_text(sorted(c))}; a mask must hold class indices "
-                f"0..{num_classes - 1}: {fix}{jpeg_hint(mask_files[name])}"
+                f"0..{num_classes - 1}: {fix}{hint(name)}"
             )
     return out, suggestion

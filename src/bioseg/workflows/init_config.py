@@ -155,7 +155,7 @@ def infer_setup(
     voxel = tuple(float(v) for v in voxel_size) if voxel_size is not None else None
     if voxel is None and dims == 3:
         voxel = read_voxel_size(index.samples[0].image)
-    report = check_dataset(index, spatial_dims=dims, voxel_size=voxel)
+    report = check_dataset(index, spatial_dims=dims, voxel_size=voxel_size)  # files without one: warnings
     train, split_note = training_names(index)
     chosen = set(train)
     samples = [s for s in index.samples if s.name in chosen] or index.samples
