@@ -106,6 +106,9 @@ def test_volumes_without_a_voxel_size_warn_and_say_how_to_set_it(tmp_path, capsy
     assert given.config["data"]["voxel_size"] == [2.0, 0.5, 0.5]
     assert given.config["model"]["pool_sizes"][:2] == [[1, 2, 2], [1, 2, 2]]
     assert not any("no voxel size" in n for n in given.notes)
+    assert run_cli("init-config", root, "-o", tmp_path / "exp.yaml", "--voxel-size", "2,0.5,0.5") == 0
+    assert yaml.safe_load((tmp_path / "exp.yaml").read_text())["model"]["pool_sizes"][0] == [1, 2, 2]
+    assert run_cli("init-config", root, "-o", tmp_path / "x.yaml", "--voxel-size", "2,0.5") == 2
 
 
 def test_volumes_with_a_voxel_size_do_not_warn(tmp_path):
