@@ -74,6 +74,15 @@ def two_touching_discs(shape=(40, 61), r=12):
     return truth
 
 
+def anti_aliased_disc(shape=(33, 34), centre=(16, 17), r=9.3, scale=4) -> np.ndarray:
+    """A disc drawn at ``scale``× and averaged down: uint8 0/255 with grey levels along its border."""
+    yy, xx = np.indices((shape[0] * scale, shape[1] * scale))
+    cy, cx = (centre[0] + 0.5) * scale - 0.5, (centre[1] + 0.5) * scale - 0.5
+    big = ((yy - cy) ** 2 + (xx - cx) ** 2 < (r * scale) ** 2).astype(np.float64)
+    small = big.reshape(shape[0], scale, shape[1], scale).mean(axis=(1, 3))
+    return np.round(small * 255).astype(np.uint8)
+
+
 # --- loss batches ----------------------------------------------------------------------------------
 
 SPATIAL = {2: (17, 18), 3: (7, 8, 9)}

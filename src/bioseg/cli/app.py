@@ -34,3 +34,18 @@ def parse_size(text: str) -> int | list[int]:
     except ValueError:
         raise BiosegError(f"--size '{text}' is not a size; write e.g. --size 400 or --size 32,128,128") from None
     return values[0] if len(values) == 1 else values
+
+
+def parse_voxel_size(text: str | None) -> list[float] | None:
+    """``"2,0.5,0.5"`` → [2.0, 0.5, 0.5] (z, y, x in µm); None → None."""
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(v > 0 for v in values):
+        raise BiosegError(
+            f"--voxel-size '{text}' is not three positive sizes; write e.g. --voxel-size 2,0.5,0.5 (z,y,x in µm)"
+        )
+    return values

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from bioseg.cli.app import app, parse_mask_values, parse_size
+from bioseg.cli.app import app, parse_mask_values, parse_size, parse_voxel_size
 from bioseg.errors import BiosegError
 
 
@@ -23,15 +23,15 @@ def check(
 ) -> None:
     """Discover a dataset and list every problem before training (exit 0 when usable)."""
     mapping = parse_mask_values(mask_values)
-    layout, csv, axes, heads = "auto", None, None, None
+    layout, csv, axes, heads, threshold, voxel = "auto", None, None, None, None, None
     if config is not None:  # first, so that a config error answers at once (nothing heavy imported yet)
         from bioseg import config as config_mod
 
         cfg = config_mod.load(config)
         d = cfg.data
         if d.labels == "semantic":  # instance ids are not class indices: only structure is checked
-            classes, mapping, heads = d.num_classes, d.mask_values, cfg.heads
-        layout, csv, axes, spatial_dims = d.layout, d.csv, d.axes, cfg.model.spatial_dims
+            classes, mapping, heads, threshold = d.num_classes, d.mask_values, cfg.heads, d.mask_threshold
+        layout, csv, axes, spatial_dims, voxel = d.layout, d.csv, d.axes, cfg.model.spatial_dims, d.voxel_size
     from bioseg.data.layouts import discover
     from bioseg.data.validate import check_dataset
     from bioseg.io import detect_spatial_dims
@@ -47,6 +47,8 @@ def check(
         spatial_dims=spatial_dims or 2,
         axes=axes,
         heads=heads,
+        mask_threshold=threshold,
+        voxel_size=voxel,
     )
     typer.echo(report.format())
     if not report.ok:
@@ -101,21 +103,32 @@ def init_config(
     minutes: float | None = typer.Option(
         None, help="training time you have: a step is timed here and batch, patch, epochs are sized to fit it"
     ),
+    voxel_size: str | None = typer.Option(
+        None, help="voxel size in µm, z,y,x (e.g. 2,0.5,0.5), for volumes whose files do not give it"
+    ),
 ) -> None:
-    """Write a commented YAML config inferred from the data."""
-    from bioseg.workflows.init_config import infer_config, write_config
+    """Write a commented YAML config inferred from the data (statistics from the training split)."""
+    from bioseg.io.folders import check_output_folder
+    from bioseg.workflows.init_config import infer_setup, write_config
 
+    if output.is_dir():
+        raise BiosegError(f"{output} is a folder; -o takes the config file to write, e.g. -o {output / 'exp.yaml'}")
+    check_output_folder(output.parent, "folder of the config")
     if output.exists() and not force:
         raise BiosegError(f"{output} exists; pass --force to overwrite it or -o to write elsewhere")
-    cfg = infer_config(data_dir, name=name)
-    header = f"bioseg experiment inferred from {data_dir}\nEdit freely; see README."
+    inferred = infer_setup(data_dir, name=name, voxel_size=parse_voxel_size(voxel_size))
+    cfg = inferred.config
+    header = f"bioseg experiment inferred from {data_dir}\nEdit freely; see README.\n{inferred.notes[0]}."
     if minutes is not None:
         from bioseg.workflows.training_budget import fit_to_budget
 
         cfg, plan = fit_to_budget(cfg, minutes)
         header += f"\nSized for {minutes:g} minutes of training: {plan.describe()}."
         typer.echo(f"sized for {minutes:g} minutes: {plan.describe()}")
-    write_config(cfg, output, header=header)
+    write_config(cfg, output, header=header, comments=inferred.comments)
+    typer.echo(inferred.notes[0])
+    for note in inferred.notes[1:]:
+        typer.echo(f"warning: {note}")
     d = cfg["data"]
     what = "instance masks" if d["labels"] == "instance" else f"{len(d['classes'])} classes"
     typer.echo(
@@ -123,6 +136,8 @@ def init_config(
         f"{d['in_channels']} input channel(s), patch {d['patch_size']}, batch {d['batch_size']}, "
         f"normalisation {d['normalization']['mode']}"
     )
+    if len(inferred.notes) > 1:
+        typer.echo(f"read the {len(inferred.notes) - 1} warning(s) above and edit {output} where they say")
 
 
 @app.command()

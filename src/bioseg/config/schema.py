@@ -62,6 +62,13 @@ class DataConfig(Section):
     mask_values: dict[int, int] | None = Field(
         default=None, description="raw mask value → class index, e.g. {255: 1}; None: values are classes"
     )
+    mask_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="binary masks saved anti-aliased: class 1 where raw > threshold x full scale (1, 255 or "
+        "65535, the smallest holding the file's largest value), applied first; None: off",
+    )
     channels: list[int | str | dict[str, Any]] | None = Field(
         default=None,
         description="one entry per model input: index, name, {random: [..]}, {merge: [..], mode, dropout}, "
@@ -92,6 +99,15 @@ class DataConfig(Section):
         if v is not None:
             _as_value_error(parse_channel_spec, v)
         return v
+
+    @model_validator(mode="after")
+    def _threshold_needs_semantic(self) -> DataConfig:
+        if self.mask_threshold is not None and self.labels == "instance":
+            raise ValueError(
+                "mask_threshold makes binary masks, but labels is 'instance' (object ids): "
+                "remove mask_threshold or set labels: semantic"
+            )
+        return self
 
     @field_validator("classes")
     @classmethod

@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from bioseg.data.mask_values import MaskAdvice, value_shares
+
 
 @dataclass
 class CheckReport:
@@ -18,11 +20,18 @@ class CheckReport:
     (raw value → pixels), ``suggested_mask_values`` (sorted raw values → 0..n-1, or None when they
     already are 0..n-1), ``class_pixels`` and ``class_frequencies`` (class → pixels / fraction, after
     ``mask_values``), ``class_presence`` (sample name → sorted classes present), ``num_classes``,
-    ``mask_values_map``, ``head_mask_values`` (multitask: head → sorted raw values of its masks).
+    ``mask_values_map``, ``head_mask_values`` (multitask: head → sorted raw values of its masks),
+    ``mask_threshold`` (the values are then those after it).
+
+    ``warnings`` do not stop training but say what may be misread (mask values that look like a
+    palette, files on different scales, anti-aliased masks, volumes without a voxel size);
+    ``mask_advice`` holds the config keys that read such masks right.
     """
 
     problems: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    mask_advice: MaskAdvice | None = None
 
     @property
     def ok(self) -> bool:
@@ -52,7 +61,9 @@ class CheckReport:
                 f"masks: {', '.join(s['mask_dtypes'])}; values {values_text(s['mask_values'])}"
                 + (f" (data.mask_values: {mapping_text(mapped)})" if mapped else "")
             )
-        if s.get("class_frequencies"):
+            lines.append(shares_line(s.get("mask_value_pixels") or {}, s.get("mask_threshold")))
+        declared = s.get("num_classes") is not None or mapped is not None
+        if s.get("class_frequencies") and declared:  # undeclared, the classes are the raw values listed above
             presence = Counter(c for classes in s["class_presence"].values() for c in classes)
             freqs = list(s["class_frequencies"].items())
             parts = [
@@ -60,16 +71,32 @@ class CheckReport:
             ]
             if len(freqs) > 8:
                 parts.append(f"... ({len(freqs)} in all)")
-            declared = s.get("num_classes") is not None or mapped is not None
-            lines.append(("classes: " if declared else "mask values: ") + "; ".join(parts))
+            lines.append("classes: " + "; ".join(parts))
         if s.get("head_mask_values"):
             lines.append("head masks: " + "; ".join(f"{h} {values_text(v)}" for h, v in s["head_mask_values"].items()))
+        if self.warnings:
+            lines.append(f"{len(self.warnings)} warning{plural(len(self.warnings))}:")
+            lines += [f"- {w}" for w in self.warnings]
         if self.ok:
-            lines.append("no problems found")
+            lines.append("no problems found" + (" (but read the warnings above)" if self.warnings else ""))
         else:
             lines.append(f"{len(self.problems)} problem{plural(len(self.problems))}:")
             lines += [f"- {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+def shares_line(pixels: dict[int, int], threshold: float | None = None, limit: int = 24) -> str:
+    """Every raw mask value with its share of the pixels (the first ``limit`` of many object ids)."""
+    shares = list(value_shares(pixels).items())
+    parts = [f"{v} {share_text(p)}" for v, p in shares[:limit]]
+    if len(shares) > limit:
+        parts.append(f"... ({len(shares)} values in all)")
+    what = f"after data.mask_threshold {threshold:g}" if threshold is not None else "raw"
+    return f"mask values ({what}, share of pixels): " + ", ".join(parts)
+
+
+def share_text(percent: float) -> str:
+    return f"{percent:.1f}%" if percent >= 0.1 or percent == 0 else f"{percent:.2g}%"
 
 
 def values_text(values: list[int], limit: int = 10) -> str:

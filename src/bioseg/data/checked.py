@@ -21,6 +21,8 @@ def checked_data(cfg: Experiment) -> tuple[DatasetIndex, dict[str, list[str]]]:
         spatial_dims=cfg.model.spatial_dims,
         axes=d.axes,
         heads=cfg.heads if semantic else None,  # each head's own masks against its classes and mapping
+        mask_threshold=d.mask_threshold,
+        voxel_size=d.voxel_size,
     )
     if not report.ok:
         listing = "\n".join(f"  - {p}" for p in report.problems)

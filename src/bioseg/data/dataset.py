@@ -20,6 +20,7 @@ from bioseg.config.channels import is_channel_spec_simple
 from bioseg.data.channels import ChannelMapper
 from bioseg.data.head_targets import make_head_targets
 from bioseg.data.layouts import Sample
+from bioseg.data.mask_values import threshold_mask
 from bioseg.data.preprocess import map_mask, normalize, select_channels
 from bioseg.data.resize import fit_to_square, plan_fit
 from bioseg.errors import BiosegError
@@ -83,11 +84,14 @@ def read_label_mask(path: Path, cfg: Experiment, head: str | None = None) -> np.
     """A mask as the config reads it: mapped class indices, or instance ids kept as they are.
 
     ``head``: the mask is that head's own file (multitask, zarr), mapped by the head's mask_values.
+    ``data.mask_threshold`` turns the one mask of each image (pairs, xy and csv layouts) into 0/1 first.
     """
     d = cfg.data
     raw = read_mask(path, spatial_dims=cfg.model.spatial_dims, axes=_mask_axes(d.axes))
     if d.labels == "instance":
         return raw.astype(np.int64, copy=False)
+    if d.mask_threshold is not None and head is None:
+        raw = threshold_mask(raw, d.mask_threshold)
     if head is not None:
         h = cfg.heads[head]
         return map_mask(raw, h.mask_values, h.classes, str(path))

@@ -27,7 +27,10 @@ def fingerprint(cfg: Experiment) -> dict[str, Any]:
     d = cfg.model_dump(mode="json")
     data = d["data"]
     keys = ("labels", "axes", "voxel_size", "classes", "mask_values", "channels", "in_channels", "normalization")
-    return {"data": {k: data[k] for k in keys}, "patch_size": data["patch_size"], "heads": _head_targets(d)}
+    kept = {k: data[k] for k in keys}
+    if data.get("mask_threshold") is not None:  # only when set: sets written before it existed still match
+        kept["mask_threshold"] = data["mask_threshold"]
+    return {"data": kept, "patch_size": data["patch_size"], "heads": _head_targets(d)}
 
 
 def _head_targets(d: dict[str, Any]) -> dict[str, Any]:

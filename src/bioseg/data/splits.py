@@ -30,6 +30,7 @@ import numpy as np
 
 from bioseg.data.layouts import DatasetIndex, natural_key
 from bioseg.errors import BiosegError
+from bioseg.io.folders import check_output_folder
 
 SPLITS_VERSION = 1
 _FOLD_FILE = re.compile(r"fold_(\d+)_(train|val)\.txt")
@@ -212,6 +213,7 @@ def _split_info(
 def _write_split_files(out: Path, split: dict[str, Any], info: dict[str, Any]) -> None:
     """``test.txt``, ``fold_<k>_{train,val}.txt`` and ``splits.json`` in ``out``, replacing the fold files
     of an earlier split."""
+    check_output_folder(out, "split folder")
     _refuse_read_only(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

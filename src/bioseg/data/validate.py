@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 
 from bioseg.data.check_report import CheckReport, jpeg_hint, mapping_text, plural, size_text, values_text
 from bioseg.data.layouts import DatasetIndex
+from bioseg.data.mask_values import AntiAliased, anti_aliased, mask_advice, threshold_mask
 from bioseg.data.preprocess import value_counts
 from bioseg.data.validate_heads import head_mask_problems, head_value_problems
-from bioseg.io.images import ImageReadError, read_image, read_mask
+from bioseg.io.images import ImageReadError, read_image, read_mask, read_voxel_size
 
 
 def check_dataset(
@@ -33,6 +34,8 @@ def check_dataset(
     spatial_dims: int = 2,
     axes: str | None = None,
     heads: Mapping[str, Any] | None = None,
+    mask_threshold: float | None = None,
+    voxel_size: Sequence[float] | None = None,
 ) -> CheckReport:
     """Read every image and mask of ``index`` and report every problem together.
 
@@ -48,11 +51,16 @@ def check_dataset(
     DIR``), a head's masks must together hold the classes 0..k-1 without a gap (at least 0 and 1; more
     than 10 values are object ids and not checked). ``num_classes`` or ``mask_values`` alone leave head
     values unchecked: they describe one mask per sample, and a head's own mapping is not known then.
+
+    ``mask_threshold`` (``data.mask_threshold``) turns each mask into 0/1 before anything else. Without
+    it and without ``mask_values``, what the raw values look like (a palette of grey levels, files on
+    different scales, anti-aliased binary masks) gives ``warnings`` and ``mask_advice``. Volumes
+    (``spatial_dims`` 3) without a voxel size in their files warn unless ``voxel_size`` is given.
     """
-    scan = _scan(index, spatial_dims, axes, progress)
+    scan = _scan(index, spatial_dims, axes, progress, mask_threshold)
     problems = list(index.problems) + scan.problems
     problems += _channel_problems(scan.channels, index)
-    value_problems, suggestion = _value_problems(scan.counts, scan.mask_files, num_classes, mask_values)
+    value_problems, suggestion = _value_problems(scan.counts, scan.mask_files, num_classes, mask_values, scan.aliased)
     problems += value_problems
     per_head = index.layout == "multitask"  # the other layouts hold one mask per image, for every head
     if per_head and (heads is not None or (num_classes is None and mask_values is None)):
@@ -71,7 +79,12 @@ def check_dataset(
             h: sorted({v for c in f.values() for v in c}) for h, f in sorted(scan.head_counts.items())
         },
     }
-    return CheckReport(problems=problems, summary=summary)
+    advice = None
+    if mask_values is None and mask_threshold is None:
+        advice = mask_advice(scan.counts, scan.mask_files, scan.aliased)
+    warnings = (advice.warnings if advice else []) + _voxel_warnings(index, spatial_dims, voxel_size)
+    summary["mask_threshold"] = mask_threshold
+    return CheckReport(problems=problems, summary=summary, warnings=warnings, mask_advice=advice)
 
 
 @dataclass
@@ -86,9 +99,10 @@ class _Scan:
     counts: dict[str, dict[int, int]] = field(default_factory=dict)  # sample → raw mask value → pixels
     mask_files: dict[str, str] = field(default_factory=dict)
     head_counts: dict[str, dict[str, dict[int, int]]] = field(default_factory=dict)  # head → file → counts
+    aliased: dict[str, AntiAliased] = field(default_factory=dict)  # sample → anti-aliased mask's extremes
 
 
-def _scan(index: DatasetIndex, spatial_dims: int, axes: str | None, progress: bool) -> _Scan:
+def _scan(index: DatasetIndex, spatial_dims: int, axes: str | None, progress: bool, threshold: float | None) -> _Scan:
     """Read every image and mask once."""
     scan = _Scan()
     mask_axes = axes.replace("C", "") if axes else None
@@ -110,11 +124,13 @@ def _scan(index: DatasetIndex, spatial_dims: int, axes: str | None, progress: bo
             if values is not None:
                 scan.head_counts.setdefault(head, {})[index.display(path)] = values
         if sample.mask is not None:
-            _scan_mask(index, sample, image, image_name, spatial_dims, mask_axes, scan)
+            _scan_mask(index, sample, image, image_name, (spatial_dims, mask_axes, threshold), scan)
     return scan
 
 
-def _scan_mask(index, sample, image, image_name: str, spatial_dims: int, axes: str | None, scan: _Scan) -> None:
+def _scan_mask(index, sample, image, image_name: str, reading: tuple, scan: _Scan) -> None:
+    """``reading``: spatial dims, mask axes and ``data.mask_threshold``."""
+    spatial_dims, axes, threshold = reading
     mask_name = index.display(sample.mask)
     try:
         mask = read_mask(sample.mask, spatial_dims=spatial_dims, axes=axes)
@@ -128,7 +144,12 @@ def _scan_mask(index, sample, image, image_name: str, spatial_dims: int, axes: s
             f"{mask_name} is {size_text(mask.shape)} but its image {image_name} is {size_text(image.shape[1:])}; "
             "a mask must have its image's size: re-export the mask (or crop the image) to match"
         )
-    scan.counts[sample.name] = value_counts(mask)
+    if threshold is not None:
+        mask = threshold_mask(mask, threshold)
+    counts = scan.counts[sample.name] = value_counts(mask)
+    found = anti_aliased(mask, counts) if threshold is None else None
+    if found is not None:
+        scan.aliased[sample.name] = found
 
 
 def _image_summary(scan: _Scan) -> dict[str, Any]:
@@ -194,6 +215,28 @@ def _intensity_problems(image: np.ndarray, name: str) -> list[str]:
     return out
 
 
+def _voxel_warnings(index: DatasetIndex, spatial_dims: int, voxel_size: Sequence[float] | None) -> list[str]:
+    """Volumes whose files give no voxel size, when the config gives none either."""
+    if spatial_dims != 3 or voxel_size is not None:
+        return []
+    missing = []
+    for sample in index.samples:
+        try:
+            if read_voxel_size(sample.image) is None:
+                missing.append(index.display(sample.image))
+        except ImageReadError:
+            continue  # reading the image already reported it
+    if not missing:
+        return []
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return [
+        f"{len(missing)} of {len(index.samples)} volumes have no voxel size in their metadata ({shown}): z is "
+        "then taken to be as fine as y and x (pooling, lengths in voxels); give it in micrometres with "
+        "'bioseg init-config DIR --voxel-size Z,Y,X', data.voxel_size: [z, y, x] in the config, or "
+        "--set data.voxel_size=[z,y,x] when training"
+    ]
+
+
 def _channel_problems(channels: dict[str, int], index: DatasetIndex) -> list[str]:
     if len(set(channels.values())) <= 1:
         return []
@@ -216,8 +259,15 @@ def _value_problems(
     mask_files: dict[str, str],
     num_classes: int | None,
     mask_values: dict[int, int] | None,
+    aliased: Mapping[str, AntiAliased],
 ) -> tuple[list[str], dict[int, int] | None]:
     """Mask values outside the classes; also the suggested mapping of the values found."""
+
+    def hint(name: str) -> str:
+        if name in aliased:  # stray values along borders: a threshold reads them, a mapping cannot
+            return f" (it looks anti-aliased: set data.mask_threshold: {aliased[name].threshold:g} instead)"
+        return jpeg_hint(mask_files[name])
+
     union = sorted({v for c in counts.values() for v in c})
     suggestion = {v: i for i, v in enumerate(union)} if union != list(range(len(union))) else None
     out: list[str] = []
@@ -237,7 +287,7 @@ def _value_problems(
                     f"{mask_files[name]} has values {values_text(sorted(c))}; {values_text(unknown)} "
                     f"{'is' if len(unknown) == 1 else 'are'} not in data.mask_values "
                     f"{mapping_text(mask_values)}: add {'it' if len(unknown) == 1 else 'them'} "
-                    f"(data.mask_values: {mapping_text(example)}) or fix the mask{jpeg_hint(mask_files[name])}"
+                    f"(data.mask_values: {mapping_text(example)}) or fix the mask{hint(name)}"
                 )
         return out, suggestion
     if num_classes is None:
@@ -254,6 +304,6 @@ def _value_problems(
         if bad:
             out.append(
                 f"{mask_files[name]} has values {values_text(sorted(c))}; a mask must hold class indices "
-                f"0..{num_classes - 1}: {fix}{jpeg_hint(mask_files[name])}"
+                f"0..{num_classes - 1}: {fix}{hint(name)}"
             )
     return out, suggestion

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bioseg.errors import BiosegError
+from bioseg.io.folders import check_output_folder
 
 if TYPE_CHECKING:
     from bioseg.data.layouts import DatasetIndex
@@ -37,7 +38,7 @@ class Folders:
 
 def folders(out_dir: str | Path) -> Folders:
     """The demo's folders under ``out_dir``; refuses a folder that already holds a demo run."""
-    out = Path(out_dir).resolve()
+    out = check_output_folder(Path(out_dir).resolve(), "demo folder")
     if (out / "runs").exists():
         raise BiosegError(f"{out} already holds a demo run; remove it or pass -o NEW_FOLDER")
     return Folders(out, out / "data", out / "runs")

@@ -22,6 +22,7 @@ from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts
 from bioseg.engine.module import SegmentationModule
 from bioseg.errors import BiosegError
 from bioseg.inference import precision as precision_choice
+from bioseg.io.folders import check_output_folder
 from bioseg.nn.bundle import save_model
 from bioseg.reports.history import read_metrics_csv
 
@@ -50,7 +51,7 @@ def train(
 ) -> TrainResult:
     """Train one fold of an experiment and write its run folder (see DESIGN.md, "The run folder")."""
     cfg = as_experiment(config, overrides, fold=fold)
-    run_dir = cfg.run_dir
+    run_dir = check_output_folder(cfg.run_dir, "run folder")
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise BiosegError(f"--resume: {last} does not exist; train without --resume to start this run")
@@ -131,6 +132,7 @@ def write_patches(
     from bioseg.data.patch_set import write_patch_set
 
     cfg = as_experiment(config, overrides, fold=fold)
+    out_dir = check_output_folder(out_dir, "patch set folder")
     index, split = checked_data(cfg)
     samples = load_samples(index, split["train"], cfg, "train", progress)
     return write_patch_set(cfg, samples, Path(out_dir), patches_per_image=per_image, progress=progress)

@@ -14,6 +14,7 @@ from bioseg.errors import BiosegError
 from bioseg.inference.instances import predict_instances
 from bioseg.inference.predictor import Prediction, Predictor
 from bioseg.io import IMAGE_SUFFIXES, write_tiff
+from bioseg.io.folders import check_output_folder
 
 logger = logging.getLogger("bioseg")
 
@@ -83,9 +84,9 @@ def predict_files(
     run: str | Path, inputs: Iterable[str | Path], out_dir: str | Path, progress: bool = True, **infer
 ) -> list[Path]:
     """Predict every input image with the run's model; returns the files written."""
+    out_dir = check_output_folder(out_dir)
     predictor = Predictor.from_run(run, **infer)
     files = expand_inputs(inputs)
-    out_dir = Path(out_dir)
     written: list[Path] = []
     scales: list[tuple[str, Prediction]] = []
     cfg = predictor.cfg

@@ -1,6 +1,7 @@
 """Image input/output: read by suffix into channels-first numpy arrays with axes and voxel size;
 write TIFF, PNG and OME-Zarr. OME-Zarr needs ``bioseg[zarr]``, HDF5 needs ``bioseg[hdf5]``."""
 
+from bioseg.io.folders import check_output_folder
 from bioseg.io.images import (
     CONTAINER_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -15,6 +16,7 @@ from bioseg.io.zarr_io import add_ome_zarr_labels, read_ome_zarr_labels, write_o
 
 __all__ = [
     "add_ome_zarr_labels",
+    "check_output_folder",
     "CONTAINER_SUFFIXES",
     "IMAGE_SUFFIXES",
     "ImageReadError",

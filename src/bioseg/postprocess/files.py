@@ -11,6 +11,7 @@ import tifffile
 from bioseg.config.instances import InstanceConfig
 from bioseg.errors import BiosegError
 from bioseg.io import write_tiff
+from bioseg.io.folders import check_output_folder
 from bioseg.postprocess.instances import boundaries_to_instances, foreground_to_instances
 
 
@@ -40,7 +41,7 @@ def instances_from_files(
     ``boundary`` maps (watershed + agglomeration) or ``foreground`` maps (components or split blobs)."""
     if params.mode not in ("boundary", "foreground"):
         raise BiosegError(f"post.instances mode is '{params.mode}'; set it to 'boundary' or 'foreground'")
-    out_dir = Path(out_dir)
+    out_dir = check_output_folder(out_dir)
     written = []
     for path in map(Path, inputs):
         prob = read_probability(path, channel)

@@ -18,6 +18,7 @@ import numpy as np
 from bioseg.config import Experiment, as_experiment
 from bioseg.data.checked import checked_data
 from bioseg.errors import BiosegError
+from bioseg.io.folders import check_output_folder
 from bioseg.reports.augment_preview import MIN_TILE, grid_shape, tile_grid
 
 
@@ -58,6 +59,7 @@ def augment_preview(
     from bioseg.io import write_png
 
     cfg = as_experiment(config, overrides, fold=fold)
+    check_output_folder(Path(out).parent, "folder of the preview")
     heads = list(cfg.heads)
     head = head or heads[0]
     if head not in cfg.heads:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bioseg.errors import BiosegError
+from bioseg.io.folders import check_output_folder
 from bioseg.reports.comparison_charts import finite, plot_test_scores, plot_validation_curves, summarise
 
 __all__ = ["Comparison", "compare_runs", "expand_runs", "train_and_compare"]
@@ -156,6 +157,7 @@ def compare_runs(
 ) -> Comparison:
     """Compare finished runs (or experiment folders, for all their folds) on one split; see the module
     docstring for what is written to ``out``."""
+    out = check_output_folder(out, "comparison folder")
     runs = expand_runs(run_dirs)
     records = [_load_run(r, split, progress) for r in runs]
     if not any_split:
@@ -175,7 +177,6 @@ def compare_runs(
         row["run"] = str(r.run_dir)
         rows.append(row)
     summary = summarise(rows, [*keys, "best_val"])
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "comparison.csv", "markdown": out / "comparison.md"}
     with paths["csv"].open("w", newline="") as f:
@@ -206,6 +207,7 @@ def train_and_compare(
 
     if len(configs) < 1:
         raise BiosegError("--train needs at least one experiment YAML")
+    check_output_folder(out, "comparison folder")
     cfgs = [as_experiment(c, overrides) for c in configs]
     where = {(str(Path(c.data.root).resolve()), str(c.data.splits_dir or "")) for c in cfgs}
     if len(where) > 1:

@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from bioseg.errors import BiosegError
 from bioseg.io import IMAGE_SUFFIXES, detect_spatial_dims, read_image, read_mask, write_tiff
+from bioseg.io.folders import check_output_folder
 
 Box = tuple[tuple[int, ...], tuple[int, ...]]  # (start, stop) per spatial axis
 CropMode = Literal["object", "grid"]
@@ -238,8 +239,8 @@ def crop_dataset(
         max_attempts: candidate boxes tried per image for negatives (default 100 per negative).
     """
     _check_options(mode, mask_format, negatives)
+    out = check_output_folder(out, "crop folder")
     pairs = pair_files(images, masks)
-    out = Path(out)
     for sub in ("images", "masks"):
         if (out / sub).is_dir() and any((out / sub).iterdir()):
             raise BiosegError(f"{out / sub} already holds files; choose a new output folder (crops never mix)")

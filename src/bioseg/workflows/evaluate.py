@@ -21,6 +21,7 @@ from bioseg.data.preprocess import map_mask
 from bioseg.errors import BiosegError
 from bioseg.inference.predictor import Predictor
 from bioseg.io import IMAGE_SUFFIXES, read_mask
+from bioseg.io.folders import check_output_folder
 from bioseg.metrics import confusion_matrix, scores_from_confusion
 from bioseg.workflows.split_predictions import output_stem, predict_split, split_samples
 
@@ -112,7 +113,7 @@ def evaluate_run(
     _check_head_masks(samples, cfg, split)
     heads = {name: _Accumulator(h.classes, class_names(cfg, name)) for name, h in cfg.heads.items()}
     run_dir = predictor.bundle.run_dir
-    out = Path(out_dir) if out_dir else run_dir / "predictions" / split
+    out = check_output_folder(Path(out_dir) if out_dir else run_dir / "predictions" / split)
     instance_scores = []
     rescaling = predictor.infer.rescale != "off" or predictor.infer.object_size is not None
     for item in predict_split(predictor, samples, f"evaluating {split}", progress):
@@ -173,6 +174,7 @@ def evaluate_folders(
     """Score label images in ``pred_dir`` (``<stem>_labels.tif``, or ``<stem>_instances.tif`` with
     ``instances``) against the masks in ``gt_dir`` paired by stem."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    out = check_output_folder(Path(out_dir) if out_dir else pred_dir)
     for folder in (pred_dir, gt_dir):
         if not folder.is_dir():
             raise BiosegError(f"{folder} is not a folder")
@@ -194,7 +196,6 @@ def evaluate_folders(
         if mask_values and not instances:
             truth = map_mask(truth, mask_values, max(mask_values.values()) + 1, str(truths[stem]))
         loaded.append((stem, _read_labels(preds[stem]).astype(np.int64), truth.astype(np.int64)))
-    out = Path(out_dir) if out_dir else pred_dir
     extra = {"predictions": str(pred_dir), "truth": str(gt_dir)}
     if instances:
         from bioseg.metrics.instance import match_instances

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from bioseg.data.preprocess import dataset_percentiles
 from bioseg.data.validate import check_dataset
 from bioseg.errors import BiosegError
 from bioseg.io import detect_spatial_dims, read_image, read_voxel_size
+from bioseg.workflows.init_split import training_names
 
 SECTION_COMMENTS = {
     "name": "Run name: the run folder is <output_dir>/<name>/fold_<k>/",
@@ -119,23 +122,86 @@ INSTANCE_POST: dict[int, dict[str, float]] = {
 }
 
 
+@dataclass
+class Inferred:
+    """What ``init-config`` found: the ``config`` (a resolved experiment as a dict), ``notes`` to show (the
+    split the statistics come from, every warning) and ``comments``: YAML comments by dotted key."""
+
+    config: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    comments: dict[str, str] = field(default_factory=dict)
+
+
 def infer_config(data_dir: str | Path, name: str | None = None, sample_images: int = 20) -> dict[str, Any]:
-    """The resolved experiment (as a dict) that suits the dataset in ``data_dir``."""
+    """The resolved experiment (as a dict) that suits the dataset in ``data_dir`` (see :func:`infer_setup`)."""
+    return infer_setup(data_dir, name=name, sample_images=sample_images).config
+
+
+def infer_setup(
+    data_dir: str | Path,
+    name: str | None = None,
+    sample_images: int = 20,
+    voxel_size: Sequence[float] | None = None,
+) -> Inferred:
+    """The experiment that suits the dataset in ``data_dir``, with what the user must read about it.
+
+    Intensity statistics come from the training images of fold 0 (:func:`training_names`: the default
+    split is made first when there is none). ``voxel_size`` ``(z, y, x)`` in µm overrides the files'.
+    """
     data_dir = Path(data_dir).resolve()
     index = discover(data_dir)
-    if not index.samples:
-        raise BiosegError(f"{data_dir} holds no image/mask pairs")
+    _refuse_without_masks(index, data_dir)
     dims = detect_spatial_dims(index.samples[0].image)
-    report = check_dataset(index, spatial_dims=dims)
-    values = report.summary["mask_values"]
-    instances = looks_like_instances(values)
-    step = max(1, len(index.samples) // sample_images)
-    images = [read_image(s.image, spatial_dims=dims) for s in index.samples[::step][:sample_images]]
+    voxel = tuple(float(v) for v in voxel_size) if voxel_size is not None else None
+    if voxel is None and dims == 3:
+        voxel = read_voxel_size(index.samples[0].image)
+    report = check_dataset(index, spatial_dims=dims, voxel_size=voxel_size)  # files without one: warnings
+    train, split_note = training_names(index)
+    chosen = set(train)
+    samples = [s for s in index.samples if s.name in chosen] or index.samples
+    step = max(1, len(samples) // sample_images)
+    images = [read_image(s.image, spatial_dims=dims) for s in samples[::step][:sample_images]]
+    raw = _experiment(data_dir, name, dims, images, voxel)
+    comments = _describe_labels(raw, report, dims, voxel)
+    if voxel is None and dims == 3:
+        comments["data.voxel_size"] = VOXEL_COMMENT
+    cfg = config_mod.to_dict(config_mod.from_dict(raw, source=str(data_dir)))
+    return Inferred(cfg, [split_note, *report.warnings], comments)
+
+
+VOXEL_COMMENT = (
+    "the files give no voxel size, so z is pooled as if as fine as y and x: rerun init-config with "
+    "--voxel-size Z,Y,X (µm) to pool and measure lengths by the real anisotropy"
+)
+
+
+def _refuse_without_masks(index, data_dir: Path) -> None:
+    if not index.samples:
+        raise BiosegError(f"{data_dir} holds no image/mask pairs ({index.layout} layout)")
+    if any(s.mask is not None or s.masks for s in index.samples):
+        return
+    where = MASKS_LOOKED_FOR.get(index.layout, "beside the images")
+    raise BiosegError(
+        f"found {len(index.samples)} images but no masks in {data_dir}: looked for {where}; a config is "
+        "inferred from the masks, so add one mask per image there (same file name), then run init-config again"
+    )
+
+
+MASKS_LOOKED_FOR = {
+    "pairs": "masks/ (one file per image in images/, same name, any image suffix)",
+    "xy": "train/y/ (one file per image in train/x/)",
+    "csv": "the CSV's mask column",
+    "multitask": "masks/<head>/ in train/, val/ and test/",
+    "zarr": "labels/ in each store",
+}
+
+
+def _experiment(data_dir: Path, name: str | None, dims: int, images: list[np.ndarray], voxel) -> dict[str, Any]:
+    """Everything but the labels: channels, normalisation, patch, batch, pooling (from training images)."""
     channels = informative_channels(images)
     picked = [img[channels] if channels else img for img in images]
     in_channels = picked[0].shape[0]
     widths = [16, 32, 64, 128]  # the default unet's
-    voxel = read_voxel_size(index.samples[0].image) if dims == 3 else None
     pools = choose_pool_sizes(voxel, len(widths) - 1) if dims == 3 else None
     divisor = tuple(int(np.prod([p[a] for p in pools])) if pools else 2 ** (len(widths) - 1) for a in range(dims))
     caps = (256, 256) if dims == 2 else (32, 128, 128)  # 3D: about half a million voxels a patch on a CPU
@@ -148,30 +214,50 @@ def infer_config(data_dir: str | Path, name: str | None = None, sample_images: i
         "patch_size": patch,
         "batch_size": choose_batch(patch, in_channels, widths),
     }
-    raw: dict[str, Any] = {"name": name or data_dir.name, "output_dir": "runs", "data": data}
-    raw["model"] = {"spatial_dims": dims, "pool_sizes": pools}
     if voxel is not None:
         data["voxel_size"] = list(voxel)
-    unit = float(min(voxel)) if voxel else 1.0  # lengths below are read in voxel-size units
-    if instances:  # objects: learn their inside and their borders, then split them along the borders
-        data["labels"] = "instance"
-        raw["heads"] = {
-            "foreground": {"type": "binary", "target": "foreground"},
-            "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 3.0 * unit}},
-        }
-        raw["post"] = {"instances": {"mode": "boundary", "h": unit, **INSTANCE_POST[dims]}}
-    else:
+    model = {"spatial_dims": dims, "pool_sizes": pools}
+    return {"name": name or data_dir.name, "output_dir": "runs", "data": data, "model": model}
+
+
+def _describe_labels(raw: dict[str, Any], report, dims: int, voxel) -> dict[str, str]:
+    """Fill in labels, classes and heads from the masks' values; the YAML comments that go with them."""
+    data, advice = raw["data"], report.mask_advice
+    values = report.summary["mask_values"]
+    if advice is not None and advice.classes is not None:
+        data["classes"], data["mask_values"] = advice.classes, advice.mask_values
+        key = "data.mask_threshold" if advice.mask_threshold is not None else "data.mask_values"
+        if advice.mask_threshold is not None:
+            data["mask_threshold"] = advice.mask_threshold
+        return {key: advice.comment or ""}
+    if not looks_like_instances(values):
         data["classes"], data["mask_values"] = infer_classes(values)
-    return config_mod.to_dict(config_mod.from_dict(raw, source=str(data_dir)))
+        return {}
+    unit = float(min(voxel)) if voxel else 1.0  # lengths below are read in voxel-size units
+    data["labels"] = "instance"  # objects: learn their inside and their borders, then split them there
+    raw["heads"] = {
+        "foreground": {"type": "binary", "target": "foreground"},
+        "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 3.0 * unit}},
+    }
+    raw["post"] = {"instances": {"mode": "boundary", "h": unit, **INSTANCE_POST[dims]}}
+    return {}
 
 
-def write_config(cfg: dict[str, Any], path: str | Path, header: str = "") -> Path:
-    """YAML with a comment above each section (every default written out)."""
+def write_config(
+    cfg: dict[str, Any], path: str | Path, header: str = "", comments: dict[str, str] | None = None
+) -> Path:
+    """YAML with a comment above each section (every default written out) and above the keys of
+    ``comments`` (dotted key, e.g. ``data.mask_values`` → its comment)."""
     lines = [f"# {line}" for line in header.splitlines()] if header else []
     for key, value in cfg.items():
         if key in SECTION_COMMENTS:
             lines.append(f"\n# {SECTION_COMMENTS[key]}")
-        lines.append(yaml.safe_dump({key: value}, sort_keys=False).rstrip())
+        section = yaml.safe_dump({key: value}, sort_keys=False).rstrip()
+        for dotted, comment in (comments or {}).items():
+            top, _, sub = dotted.partition(".")
+            if top == key and sub:
+                section = section.replace(f"\n  {sub}:", f"\n  # {comment}\n  {sub}:", 1)
+        lines.append(section)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).lstrip() + "\n")

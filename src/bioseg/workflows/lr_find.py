@@ -19,6 +19,7 @@ import yaml
 from bioseg import config as config_mod
 from bioseg.config import Experiment
 from bioseg.errors import BiosegError
+from bioseg.io.folders import check_output_folder
 from bioseg.reports.lr_chart import plot_lr_find
 
 __all__ = ["LRFindResult", "apply_lr", "find_lr", "smooth", "suggest_lr"]
@@ -101,6 +102,8 @@ def find_lr(
     if steps < 5:
         raise BiosegError(f"--steps {steps} is too few for a range test; use at least 20 (default 100)")
     cfg = as_experiment(config, overrides, fold=fold)
+    if out is not None:
+        check_output_folder(Path(out).parent, "folder of the chart")
     lrs, step_losses = range_test(cfg, min_lr=min_lr, max_lr=max_lr, steps=steps, progress=progress)
     raw = _per_step(step_losses, cfg.train.accumulate_grad_batches)[: len(lrs)]
     lrs = lrs[: len(raw)]

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from bioseg.errors import BiosegError
+from bioseg.io.folders import check_output_folder
 from bioseg.reports.sweep_charts import plot_sweep, sweep_axis
 
 __all__ = ["SweepResult", "class_recall", "parse_sweep", "sweep"]
@@ -130,6 +131,7 @@ def sweep(
         raise BiosegError(f"the sweep of {key} has no value; give a list such as [1e-3, 1e-2]")
     fixed = list(overrides or [])
     base = as_experiment(config, fixed)
+    out_dir = check_output_folder(Path(out) if out is not None else Path(base.output_dir) / f"{base.name}-{key}-sweep")
     plans = _plan_runs(config, base, key, values, fixed, fold)
     rows = []
     for i, (value, run_overrides, cfg) in enumerate(plans):
@@ -138,7 +140,6 @@ def sweep(
     xs, _, _, _ = sweep_axis(values, key)
     for row, x in zip(rows, xs, strict=True):
         row["x"] = x
-    out_dir = Path(out) if out is not None else Path(base.output_dir) / f"{base.name}-{key}-sweep"
     paths = _write_sweep(out_dir, key, values, split, rows)
     return SweepResult(key, list(values), rows, out_dir, paths)
 
