@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from helpers import run_cli
 
-from bioseg.io import write_png
+from bioseg.io import read_image, write_png
 
 
 def test_predict_any_size_writes_three_files(trained, tmp_path):
@@ -89,3 +89,30 @@ def test_weights_from_another_model(trained, tmp_path, capsys):
     capsys.readouterr()
     assert run_cli("predict", other, tmp_path / "x.png", "-o", tmp_path / "o") == 2
     assert "another model" in capsys.readouterr().err
+
+
+def test_training_stores_object_sizes_and_predict_rescales_by_them(trained, cells_dir, tmp_path, capsys):
+    from bioseg.data.dataset import read_label_mask
+    from bioseg.data.object_sizes import training_object_sizes
+    from bioseg.data.splits import load_split
+    from bioseg.nn.bundle import ModelBundle
+
+    _, run = trained
+    bundle = ModelBundle.load(run)
+    names = load_split(cells_dir / "splits", 0)["train"]
+    masks = [read_label_mask(cells_dir / "masks" / f"{n}.png", bundle.cfg) for n in names]
+    assert bundle.objects == training_object_sizes(masks, instance=False)  # measured on the training split
+    assert bundle.objects["count"] > 0
+    src = sorted((cells_dir / "images").iterdir())[0]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / src.name).write_bytes(src.read_bytes())
+    out = tmp_path / "out"
+    assert run_cli("predict", run, tmp_path / "in", "-o", out, "--rescale", "2", "--no-progress") == 0
+    rows = (out / "rescale.csv").read_text().splitlines()
+    assert rows[0] == "image,object_size_px,scale" and rows[1].endswith(",2.0000")
+    assert "rescaled by 2" in capsys.readouterr().err
+    labels = tifffile.imread(out / f"{src.stem}_labels.tif")
+    assert labels.shape == read_image(src, spatial_dims=2).shape[1:]  # mapped back to the image's own size
+    assert run_cli("evaluate", run, "--rescale", "auto", "--no-progress", "-o", tmp_path / "ev") == 0
+    assert "rescale" in json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert "scale" in (tmp_path / "ev" / "per_image.csv").read_text().splitlines()[0]
