@@ -49,6 +49,19 @@ def test_evaluate_run_and_folders_agree(trained, cells_dir, tmp_path, capsys):
     assert again["dataset"]["dice_mean"] == pytest.approx(metrics["dataset"]["dice_mean"])
 
 
+def test_evaluate_predicts_in_the_precision_asked_for(trained, tmp_path, capsys):
+    _, run = trained
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        assert run_cli("evaluate", run, "--precision", precision, "-o", out, "--no-progress") == 0
+        assert json.loads((out / "metrics.json").read_text())["precision"] == precision
+    capsys.readouterr()
+    assert run_cli("evaluate", run, "--precision", "fp8", "-o", tmp_path / "bad", "--no-progress") == 2
+    assert "precision" in capsys.readouterr().err
+    assert run_cli("evaluate", tmp_path / "fp32", tmp_path, "--precision", "fp32") == 2
+    assert "--precision applies to a run folder" in capsys.readouterr().err
+
+
 def test_predict_with_wrong_channel_count(trained, tmp_path, capsys):
     _, run = trained
     write_png(tmp_path / "rgb.png", np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))

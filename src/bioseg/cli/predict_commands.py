@@ -11,6 +11,9 @@ import typer
 
 from bioseg.cli.app import app, parse_mask_values
 from bioseg.cli.instance_options import instance_config, option, parse_spacing
+from bioseg.errors import BiosegError
+
+PRECISION_HELP = "auto, fp32, bf16 or fp16 (default: the run's infer.precision)"
 
 
 @app.command()
@@ -22,7 +25,7 @@ def predict(
     patch_size: str | None = typer.Option(None, help="tile size, e.g. 256,256 (default: the run's)"),
     overlap: float | None = typer.Option(None, help="tile overlap fraction (default: the run's)"),
     batch_size: int | None = typer.Option(None, help="tiles per forward pass"),
-    precision: str | None = typer.Option(None, help="auto, fp32, bf16 or fp16 (default: the run's)"),
+    precision: str | None = typer.Option(None, help=PRECISION_HELP),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Predict images: <stem>_prob.tif, <stem>_labels.tif and <stem>_overlay.png per image."""
@@ -52,14 +55,17 @@ def evaluate(
     classes: int | None = typer.Option(None, help="number of classes (folder mode)"),
     mask_values: str | None = typer.Option(None, help="raw→class mapping of the true masks, e.g. 0:0,255:1"),
     instances: bool = typer.Option(False, help="folder mode: score <stem>_instances.tif against instance masks"),
+    precision: str | None = typer.Option(None, help=PRECISION_HELP),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Score predictions: metrics.json (per class and mean Dice, IoU, accuracy) and per_image.csv."""
     from bioseg.workflows.evaluate import evaluate_folders, evaluate_run
 
     if truth is None:
-        result = evaluate_run(source, split=split, out_dir=output, progress=progress)
+        result = evaluate_run(source, split=split, out_dir=output, progress=progress, precision=precision)
     else:
+        if precision is not None:
+            raise BiosegError("--precision applies to a run folder; predictions in a folder are scored as they are")
         result = evaluate_folders(
             source,
             truth,
@@ -126,12 +132,13 @@ def tune_instances(
     split: str = typer.Option("val", help="labelled split to tune on: train, val or test"),
     iou: float = typer.Option(0.5, help="IoU at which F1 is compared"),
     apply: bool = typer.Option(False, help="write the chosen values into the run's model (predict uses them)"),
+    precision: str | None = typer.Option(None, help=PRECISION_HELP),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Choose post.instances (threshold, seeds, merging) for the best F1 on a labelled split."""
     from bioseg.workflows.tune_instances import tune_run
 
-    doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress)
+    doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress, precision=precision)
     for row in doc["tried"]:
         values = "  ".join(f"{k} {row[k]:g}" for k in doc["chosen"])
         mark = "  <- chosen" if all(row[k] == v for k, v in doc["chosen"].items()) else ""

@@ -100,7 +100,8 @@ def _write_instances(out_dir: Path, scores: list) -> dict:
 def evaluate_run(
     run: str | Path, split: str = "test", out_dir: str | Path | None = None, progress: bool = True, **infer
 ) -> EvalResult:
-    """Predict the run's ``split`` (train/val/test of its fold) and score it against the masks."""
+    """Predict the run's ``split`` (train/val/test of its fold) and score it against the masks. ``infer``
+    overrides the run's inference settings (e.g. ``precision="fp32"``); those used go into metrics.json."""
     from bioseg.data.head_targets import class_names, instance_labels, make_head_targets
     from bioseg.inference.files import write_prediction
     from bioseg.inference.instances import predict_instances
@@ -122,7 +123,8 @@ def evaluate_run(
         if instances is not None and not isinstance(item.mask, dict):
             instance_scores.append(match_instances(instances, instance_labels(item.mask, cfg.data.labels)))
         write_prediction(out, output_stem(item), item.raw, item.prediction, predictor, instances)
-    return _write(out, heads, {"run": str(run_dir), "split": split, "fold": cfg.data.fold}, instance_scores)
+    extra = {"run": str(run_dir), "split": split, "fold": cfg.data.fold, "precision": predictor.infer.precision}
+    return _write(out, heads, extra, instance_scores)
 
 
 def _check_head_masks(samples: list[Sample], cfg: Experiment, split: str) -> None:

@@ -113,14 +113,16 @@ def tune_run(
     iou: float = 0.5,
     apply: bool = False,
     progress: bool = True,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Tune ``post.instances`` of a trained run on the labelled images of ``split`` (train, val or test).
 
     Writes ``instances_tuning.json`` in the run folder (the configured values, the chosen ones and every
     point tried); with ``apply`` the chosen values also go into the run's model description, so that
-    ``predict`` and ``evaluate`` use them from then on. Returns that document.
+    ``predict`` and ``evaluate`` use them from then on. ``precision`` (auto, fp32, bf16, fp16; None: the
+    run's ``infer.precision``) is the one the maps are predicted in, and is recorded. Returns that document.
     """
-    predictor = Predictor.from_run(run)
+    predictor = Predictor.from_run(run, precision=precision)
     cfg = predictor.cfg
     if cfg.post.instances.mode == "off":
         raise BiosegError(f"{run} predicts no objects (post.instances.mode is off); nothing to tune")
@@ -136,8 +138,8 @@ def tune_run(
         spacings.append(item.spacing)
     before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg, spacings[0]))}
     best, tried = tune_instances(probabilities, truths, cfg, spacings, grid, iou)
-    doc = {"split": split, "images": len(samples), "iou": iou, "configured": before, "chosen": best,
-           "applied": apply, "tried": tried}  # fmt: skip
+    doc = {"split": split, "images": len(samples), "iou": iou, "precision": predictor.infer.precision,
+           "configured": before, "chosen": best, "applied": apply, "tried": tried}  # fmt: skip
     if apply:  # model.json rewritten whole: its summary follows the experiment
         tuned = cfg.model_copy(deep=True)
         for key, value in best.items():
