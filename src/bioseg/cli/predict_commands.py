@@ -97,9 +97,9 @@ def instances(
     threshold: float | None = option("threshold"),
     foreground_method: str | None = option("foreground_method"),
     seed_method: str | None = option("seed_method"),
-    h: float | None = option("h", "--h"),
-    min_distance: int | None = option("min_distance"),
-    sigma_seeds: float | None = option("sigma_seeds"),
+    h: str | None = option("h", "--h"),
+    min_distance: str | None = option("min_distance"),
+    sigma_seeds: str | None = option("sigma_seeds"),
     agglomeration: str | None = option("agglomeration"),
     merge_threshold: float | None = option("merge_threshold"),
     beta: float | None = option("beta"),
@@ -111,6 +111,8 @@ def instances(
     """Objects from probability maps: <stem>_instances.tif per input (2D or 3D).
 
     The options are post.instances of an experiment config; those that --mode does not read are refused.
+    Lengths (--h, --min-distance, --sigma-seeds) are voxels of the finest axis, or micrometres when written
+    so (--h '0.5 um', which needs --spacing).
     """
     from bioseg.postprocess.files import instances_from_files
 
@@ -140,11 +142,16 @@ def tune_instances(
 
     doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress, precision=precision)
     for row in doc["tried"]:
-        values = "  ".join(f"{k} {row[k]:g}" for k in doc["chosen"])
+        values = "  ".join(f"{k} {_number(row[k])}" for k in doc["chosen"])
         mark = "  <- chosen" if all(row[k] == v for k, v in doc["chosen"].items()) else ""
         scores = f"F1 {row['f1']:.3f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}"
         typer.echo(f"{values}  {scores}{mark}")
-    chosen = " ".join(f"post.instances.{k}={v:g}" for k, v in doc["chosen"].items())
+    chosen = " ".join(f"post.instances.{k}={_number(v)}" for k, v in doc["chosen"].items())
     best = max(r["f1"] for r in doc["tried"])
     done = "written into the run's model" if apply else "rerun with --apply to use them"
     typer.echo(f"best F1@{iou:g} on {split} ({doc['images']} images): {best:.3f} with {chosen}; {done}")
+
+
+def _number(value: object) -> str:
+    """A tuned value as written: numbers short (0.5, 2), lengths with their unit ('0.5 um')."""
+    return f"{value:g}" if isinstance(value, int | float) else repr(value)

@@ -152,14 +152,15 @@ def infer_config(data_dir: str | Path, name: str | None = None, sample_images: i
     raw["model"] = {"spatial_dims": dims, "pool_sizes": pools}
     if voxel is not None:
         data["voxel_size"] = list(voxel)
-    unit = float(min(voxel)) if voxel else 1.0  # lengths below are read in voxel-size units
+    unit = float(min(voxel)) if voxel else 1.0  # the weight map's sigma is read in voxel-size units
     if instances:  # objects: learn their inside and their borders, then split them along the borders
         data["labels"] = "instance"
         raw["heads"] = {
             "foreground": {"type": "binary", "target": "foreground"},
             "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 3.0 * unit}},
         }
-        raw["post"] = {"instances": {"mode": "boundary", "h": unit, **INSTANCE_POST[dims]}}
+        # h is a number of voxels (of the finest axis) whatever the voxel size: one in-plane voxel
+        raw["post"] = {"instances": {"mode": "boundary", "h": 1.0, **INSTANCE_POST[dims]}}
     else:
         data["classes"], data["mask_values"] = infer_classes(values)
     return config_mod.to_dict(config_mod.from_dict(raw, source=str(data_dir)))

@@ -27,17 +27,17 @@ from bioseg.workflows.split_predictions import predict_split, split_samples
 __all__ = ["default_grid", "tune_instances", "tune_run"]
 
 
-def default_grid(cfg: Experiment, spacing: Sequence[float] | None = None) -> dict[str, tuple[float, ...]]:
+def default_grid(cfg: Experiment) -> dict[str, tuple[float, ...]]:
     """The parameters worth searching for ``cfg.post.instances.mode``, around the configured values.
 
-    Lengths (``h``) are in voxel-size units: multiples of the smallest voxel size in ``spacing``.
+    Lengths (``h``, ``min_distance``, ``sigma_seeds``) are numbers of voxels of the finest axis, so the
+    grid is the same with or without a voxel size.
     """
     inst = cfg.post.instances
     if inst.mode not in ("boundary", "foreground"):
         raise BiosegError(f"post.instances.mode is '{inst.mode}'; set it to 'boundary' or 'foreground' to tune it")
-    unit = float(min(spacing)) if spacing else 1.0
     if inst.seed_method == "h_maxima":
-        seeds: dict[str, tuple[float, ...]] = {"h": tuple(round(k * unit, 6) for k in (1.0, 2.0, 4.0))}
+        seeds: dict[str, tuple[float, ...]] = {"h": (1.0, 2.0, 4.0)}
     else:
         seeds = {"min_distance": (2, 3, 5, 8)}
     # the smoothing before the seeds decides whether small cells get one: on the ovule membranes
@@ -68,7 +68,8 @@ def tune_instances(
         truths: per image, instance labels ``(*spatial)``.
         cfg: the run's config; ``post.instances`` gives the mode and every parameter not in ``grid``.
         spacings: per image, the voxel size (None: isotropic units).
-        grid: ``{parameter: values}`` of ``post.instances``; default :func:`default_grid`.
+        grid: ``{parameter: values}`` of ``post.instances``; default :func:`default_grid`. Lengths are
+            numbers of voxels or say their unit (``"0.5 um"``, which needs ``spacings``).
         iou: the IoU at which F1 is read.
 
     Returns:
@@ -81,7 +82,7 @@ def tune_instances(
             "give one labelled image per prediction, at least one"
         )
     spacings = list(spacings) if spacings is not None else [None] * len(truths)
-    grid = dict(grid) if grid is not None else default_grid(cfg, spacings[0])
+    grid = dict(grid) if grid is not None else default_grid(cfg)
     fields = type(cfg.post.instances).model_fields
     unknown = sorted(set(grid) - set(fields))
     if unknown:
@@ -136,7 +137,7 @@ def tune_run(
         probabilities.append(item.prediction.probabilities)
         truths.append(instance_labels(item.mask, cfg.data.labels))
         spacings.append(item.spacing)
-    before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg, spacings[0]))}
+    before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg))}
     best, tried = tune_instances(probabilities, truths, cfg, spacings, grid, iou)
     doc = {"split": split, "images": len(samples), "iou": iou, "precision": predictor.infer.precision,
            "configured": before, "chosen": best, "applied": apply, "tried": tried}  # fmt: skip
