@@ -55,6 +55,9 @@ def evaluate(
     classes: int | None = typer.Option(None, help="number of classes (folder mode)"),
     mask_values: str | None = typer.Option(None, help="raw→class mapping of the true masks, e.g. 0:0,255:1"),
     instances: bool = typer.Option(False, help="folder mode: score <stem>_instances.tif against instance masks"),
+    background_class: str | None = typer.Option(
+        None, help="folder mode: class left out of the means, or 'none' [default: 0]; a run reads data.background_class"
+    ),
     precision: str | None = typer.Option(None, help=PRECISION_HELP),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
@@ -62,6 +65,8 @@ def evaluate(
     from bioseg.workflows.evaluate import evaluate_folders, evaluate_run
 
     if truth is None:
+        if background_class is not None:
+            raise BiosegError("--background-class is for folders of predictions; a run reads data.background_class")
         result = evaluate_run(source, split=split, out_dir=output, progress=progress, precision=precision)
     else:
         if precision is not None:
@@ -73,18 +78,32 @@ def evaluate(
             mask_values=parse_mask_values(mask_values),
             instances=instances,
             out_dir=output,
+            background_class=_parse_background(background_class or "0"),
         )
-    s = result.scores
-    typer.echo(
-        f"{len(result.per_image)} images: Dice {s['dice_mean']:.4f}, IoU {s['iou_mean']:.4f}, "
-        f"accuracy {s['accuracy']:.4f}\nwrote {result.metrics_json} and {result.out_dir / 'per_image.csv'}"
-    )
+    typer.echo(f"{len(result.per_image)} images")
+    for head, s in result.heads.items():
+        name = f"{head}: " if len(result.heads) > 1 else ""
+        typer.echo(
+            f"{name}Dice {s['dice_mean']:.4f}, IoU {s['iou_mean']:.4f}, accuracy {s['accuracy']:.4f}; "
+            f"Dice and IoU are means {result.means[head]}"
+        )
+    typer.echo(f"wrote {result.metrics_json} and {result.out_dir / 'per_image.csv'}")
     if result.instances is not None:
         row = next(r for r in result.instances["table"] if abs(r["threshold"] - 0.5) < 1e-6)
         typer.echo(
             f"objects: F1 {row['f1']:.4f} at IoU 0.5 ({row['tp']} matched of {row['n_true']} true, "
             f"{row['n_pred']} predicted); see {result.out_dir / 'metrics_instances.json'}"
         )
+
+
+def _parse_background(text: str) -> int | None:
+    """``"0"`` → 0, ``"none"`` → None."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise BiosegError(f"--background-class '{text}' is not a class; write a class index, e.g. 0, or none") from None
 
 
 @app.command()
