@@ -5,6 +5,7 @@ Heavy modules are imported inside the commands so that ``bioseg --help`` stays f
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -19,16 +20,19 @@ def train(
     fold: int | None = typer.Option(None, help="fold to train (default: data.fold)"),
     overrides: list[str] = typer.Option([], "--set", help="override a key, e.g. --set train.epochs=5"),
     resume: bool = typer.Option(False, help="continue from checkpoints/last.ckpt"),
-    progress: bool = typer.Option(True, help="show the progress bar"),
+    progress: bool = typer.Option(True, help="show the progress bar (a line per epoch without it, or when redirected)"),
 ) -> None:
     """Train a model; writes runs/<name>/fold_<k>/ (config, model/, checkpoints/, metrics.csv, charts/)."""
     from bioseg.engine.trainer import train as run_training
 
+    progress = progress and sys.stderr.isatty()  # a bar in a log file is noise: lines per epoch instead
     result = run_training(config, fold=fold, resume=resume, overrides=overrides, progress=progress)
     if result.init_report:
         typer.echo(f"initialised from model.init_from: {result.init_report}")
-    score = f"{result.best_score:.4f}" if result.best_score is not None else "n/a"
-    typer.echo(f"run folder: {result.run_dir}\nbest {result.monitor}: {score}\ncharts: {result.run_dir / 'charts'}")
+    typer.echo(f"run folder: {result.run_dir}")
+    for line in result.summary:
+        typer.echo(line)
+    typer.echo(f"charts: {result.run_dir / 'charts'}")
 
 
 @app.command("lr-find")

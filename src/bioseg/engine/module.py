@@ -85,6 +85,12 @@ class SegmentationModule(L.LightningModule):
         self._term_sums["_n"] = self._term_sums.get("_n", 0) + n
         return total
 
+    def epoch_loss_terms(self) -> dict[str, float]:
+        """This epoch's mean loss terms so far, ``{"train/loss/<term>": value}``. Callbacks read them here:
+        Lightning runs their ``on_train_epoch_end`` before the module's, which logs (and resets) them."""
+        n = max(int(self._term_sums.get("_n", 0)), 1)
+        return {f"train/loss/{k}": float(v) / n for k, v in self._term_sums.items() if k != "_n"}
+
     def on_train_epoch_end(self) -> None:
         n = self._term_sums.pop("_n", 0)
         for key, value in self._term_sums.items():  # "loss/" first, so charts put the terms with the losses

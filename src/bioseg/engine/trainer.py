@@ -17,7 +17,9 @@ from bioseg.config import Experiment, as_experiment
 from bioseg.data.checked import checked_data
 from bioseg.data.datamodule import SegmentationDataModule
 from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts
+from bioseg.engine.epoch_log import EpochLog
 from bioseg.engine.module import SegmentationModule
+from bioseg.engine.run_summary import closing_summary
 from bioseg.errors import BiosegError
 from bioseg.inference import precision as precision_choice
 from bioseg.nn.bundle import save_model
@@ -32,6 +34,7 @@ class TrainResult:
     monitor: str
     history: list[dict[str, float]] = field(default_factory=list)
     init_report: str | None = None  # what model.init_from loaded, adapted and skipped
+    summary: list[str] = field(default_factory=list)  # the best monitored value, what it means, each head's
 
     @property
     def model_dir(self) -> Path:
@@ -46,7 +49,10 @@ def train(
     overrides: list[str] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train one fold of an experiment and write its run folder (see DESIGN.md, "The run folder")."""
+    """Train one fold of an experiment and write its run folder (see DESIGN.md, "The run folder").
+
+    ``progress``: Lightning's progress bar; without it, one line per epoch goes to the logger ``bioseg``
+    (INFO), which the command line prints."""
     cfg = as_experiment(config, overrides, fold=fold)
     run_dir = cfg.run_dir
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -79,14 +85,17 @@ def train(
         module.load_state_dict(state)
     save_model(module.net, cfg, run_dir)
     write_snapshots(cfg, run_dir, datamodule)
-    score = checkpoint.best_model_score
+    score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+    history = read_metrics_csv(run_dir / "metrics.csv")
+    mode = checkpoint.mode
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,
-        best_score=float(score) if score is not None else None,
+        best_score=score,
         monitor=monitor,
-        history=read_metrics_csv(run_dir / "metrics.csv"),
+        history=history,
         init_report=init_report,
+        summary=closing_summary(cfg, history, monitor, mode, score),
     )
 
 
@@ -145,6 +154,9 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
         EpochMetricsCSV(run_dir / "metrics.csv"),
         TrainingCharts(run_dir / "metrics.csv", run_dir / "charts"),
     ]
+    if not progress:  # no bar: a line per epoch says how training goes
+        budget = t.max_time_minutes * 60 if t.max_time_minutes else None
+        callbacks.append(EpochLog(t.epochs, monitor, budget))
     if t.animation and has_val:
         from bioseg.engine.animation import TrainingAnimation
 
