@@ -110,6 +110,7 @@ def compare(
     for s in result.summary:
         spread = f" ± {s['dice_mean_std']:.4f}" if s["n"] > 1 else ""
         typer.echo(f"{s['experiment']}: Dice {s['dice_mean_mean']:.4f}{spread} ({s['n']} run(s))")
+    _say_means(result.rows)
     typer.echo(f"wrote {', '.join(p.name for p in result.paths.values())} to {result.out_dir}")
 
 
@@ -139,4 +140,18 @@ def sweep(
     for row in result.rows:
         recalls = ", ".join(f"{k.removeprefix('recall/')} {v:.3f}" for k, v in row.items() if k.startswith("recall/"))
         typer.echo(f"{key}={row['value']}: Dice {row['dice_mean']:.4f}; accuracy per class: {recalls}")
+    _say_means(result.rows)
     typer.echo(f"wrote {', '.join(p.name for p in result.paths.values())} to {result.out_dir}")
+
+
+def _say_means(rows: list[dict]) -> None:
+    """What the Dice printed above averages, once when every run agrees, else per run."""
+    means = list(dict.fromkeys(r.get("dice_mean_over") or "" for r in rows))
+    if means == [""]:
+        return
+    if len(means) == 1:
+        typer.echo(f"Dice is the mean {means[0]}")
+        return
+    for r in rows:
+        over = r.get("dice_mean_over") or "(not recorded)"
+        typer.echo(f"{r.get('experiment', r.get('value'))}: Dice is the mean {over}")
