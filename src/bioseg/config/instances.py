@@ -100,7 +100,8 @@ class InstanceConfig(Section):
     )
     min_distance: int | str = Field(
         default=3,
-        description="min_distance: least distance between seeds, whole voxels along each axis; '2 um': micrometres",
+        description="min_distance: least distance between seeds, whole voxels along each axis; "
+        "'2 um': micrometres, in voxels of the finest axis (rounded)",
     )
     sigma_seeds: Length = Field(
         default=1.0,
