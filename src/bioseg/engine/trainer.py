@@ -54,6 +54,7 @@ def train(
     ``progress``: Lightning's progress bar; without it, one line per epoch goes to the logger ``bioseg``
     (INFO), which the command line prints."""
     cfg = as_experiment(config, overrides, fold=fold)
+    _note_h_of_earlier_configs(cfg)
     run_dir = cfg.run_dir
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
@@ -97,6 +98,19 @@ def train(
         init_report=init_report,
         summary=closing_summary(cfg, history, monitor, mode, score),
     )
+
+
+def _note_h_of_earlier_configs(cfg: Experiment) -> None:
+    """init-config used to write ``h`` as the finest voxel size, one voxel in micrometres; a number is
+    voxels now, so such a config would ask for a fraction of a voxel: say how to keep one voxel."""
+    inst, voxel = cfg.post.instances, cfg.data.voxel_size
+    if inst.mode == "off" or inst.seed_method != "h_maxima" or not voxel or isinstance(inst.h, str):
+        return
+    if inst.h == float(min(voxel)) and inst.h != 1.0:
+        logging.getLogger("bioseg").warning(
+            f"post.instances.h is {inst.h:g}, which is voxels now (it was µm when a voxel size was known); "
+            f"for one voxel write h: 1 (or h: '{inst.h:g} um')"
+        )
 
 
 def initialise_from(cfg: Experiment, net: torch.nn.Module, run_dir: Path) -> str | None:
