@@ -40,6 +40,9 @@ def test_instances_command_in_foreground_mode(tmp_path, capsys):
     removed = objects("--min-size", "150", "--small-objects", "remove")
     assert removed.max() == 2 and removed[small] == 0 and removed[big] > 0
     assert objects("--h", "5").max() == 2  # the small disc's peak is no seed of dynamic 5
+    # 5 voxels whatever the voxel size; 2.5 µm of 0.5 µm voxels are 5 voxels too
+    np.testing.assert_array_equal(objects("--h", "5", "--spacing", "0.5,0.5"), objects("--h", "5"))
+    np.testing.assert_array_equal(objects("--h", "2.5 um", "--spacing", "0.5,0.5"), objects("--h", "5 voxels"))
     # peaks 2 voxels apart on the raw distance cut the square along the diagonals of its distance map
     assert objects("--seed-method", "min_distance", "--min-distance", "2", "--sigma-seeds", "0").max() > 3
 
@@ -56,6 +59,9 @@ def test_instances_command_in_foreground_mode(tmp_path, capsys):
         (["--min-size", "50", "--max-size", "10"], "--max-size (10) is below --min-size (50)"),
         (["--mode", "off"], "--mode 'off' is not one of boundary, foreground"),
         (["--spacing", "2,x"], "--spacing '2,x' is not a voxel size"),
+        (["--h", "1 um"], "h is '1 um', a length in micrometres, but no voxel size is known for this image"),
+        (["--h", "1 parsec"], "--h '1 parsec': unknown unit 'parsec'"),
+        (["--min-distance", "2.5"], "--min-distance '2.5': a whole number of voxels is needed, e.g. 2"),
     ],
 )
 def test_instances_command_refuses_bad_options_in_one_line(tmp_path, capsys, options, message):

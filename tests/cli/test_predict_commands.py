@@ -1,6 +1,7 @@
 """predict and evaluate through the command line, and the user errors a prediction can meet."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -47,6 +48,51 @@ def test_evaluate_run_and_folders_agree(trained, cells_dir, tmp_path, capsys):
     )
     again = json.loads((tmp_path / "scores" / "metrics.json").read_text())
     assert again["dataset"]["dice_mean"] == pytest.approx(metrics["dataset"]["dice_mean"])
+
+
+def test_evaluate_predicts_in_the_precision_asked_for(trained, tmp_path, capsys):
+    _, run = trained
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        assert run_cli("evaluate", run, "--precision", precision, "-o", out, "--no-progress") == 0
+        assert json.loads((out / "metrics.json").read_text())["precision"] == precision
+    capsys.readouterr()
+    assert run_cli("evaluate", run, "--precision", "fp8", "-o", tmp_path / "bad", "--no-progress") == 2
+    assert "precision" in capsys.readouterr().err
+    assert run_cli("evaluate", tmp_path / "fp32", tmp_path, "--precision", "fp32") == 2
+    assert "--precision applies to a run folder" in capsys.readouterr().err
+
+
+def test_evaluate_leaves_out_only_the_declared_background_and_says_so(trained, cells_dir, tmp_path, capsys):
+    from bioseg.nn.bundle import ModelBundle
+
+    _, run = trained
+    shutil.copytree(run, tmp_path / "run")
+    bundle = ModelBundle.load(tmp_path / "run")
+    cfg = bundle.cfg.model_copy(deep=True)
+    cfg.data.background_class = None
+    bundle.update_experiment(cfg)
+    capsys.readouterr()
+    assert run_cli("evaluate", tmp_path / "run", "-o", tmp_path / "every", "--no-progress") == 0
+    printed = capsys.readouterr().out
+    assert "Dice and IoU are means over all 2 classes 0–1 (background, foreground); no background class" in printed
+    doc = json.loads((tmp_path / "every" / "metrics.json").read_text())
+    scores = doc["dataset"]
+    assert doc["background_class"] is None
+    assert scores["dice_mean"] == pytest.approx((scores["dice/background"] + scores["dice/foreground"]) / 2)
+    assert run_cli("evaluate", run, "-o", tmp_path / "declared", "--no-progress") == 0
+    assert "means over class 1 (foreground); background class 0 (background) left out" in capsys.readouterr().out
+    declared = json.loads((tmp_path / "declared" / "metrics.json").read_text())
+    assert declared["dataset"]["dice_mean"] == declared["dataset"]["dice/foreground"]
+    # folders of predictions: class 0 unless told otherwise
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for row in (tmp_path / "declared" / "per_image.csv").read_text().splitlines()[1:]:
+        name = row.split(",")[0]
+        (gt / f"{name}.png").write_bytes((cells_dir / "masks" / f"{name}.png").read_bytes())
+    out = tmp_path / "folder"
+    assert run_cli("evaluate", tmp_path / "declared", gt, "-o", out, "--background-class", "none") == 0
+    assert json.loads((out / "metrics.json").read_text())["dataset"]["dice_mean"] == pytest.approx(scores["dice_mean"])
 
 
 def test_predict_with_wrong_channel_count(trained, tmp_path, capsys):

@@ -1,5 +1,6 @@
 """train through the command line: the run folder, refusing to overwrite, resuming, config typos."""
 
+import csv
 import json
 
 import torch
@@ -55,3 +56,27 @@ def test_config_typo_is_one_line(trained, tmp_path, capsys):
     assert (
         "unknown key 'train.epoch'" in err and "Did you mean 'epochs'?" in err and len(err.splitlines()) == 1
     )
+
+
+def test_training_without_a_terminal_says_each_epoch_and_what_the_best_score_means(trained, capsys):
+    """Output captured (no terminal): a line per epoch; with val_every 2 the epochs not validated have
+    empty validation cells in metrics.csv rather than the last validation's values."""
+    cfg, run = trained
+    sets = [x for s in TINY for x in ("--set", s)]
+    capsys.readouterr()
+    assert run_cli("train", cfg, *sets, "--set", "name=every2", "--set", "train.epochs=3",
+                   "--set", "train.val_every=2") == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith("bioseg: epoch ")]
+    assert [line.split()[2] for line in lines] == ["1/3", "2/3", "3/3"], err
+    assert all(" step " in line and " loss " in line for line in lines)
+    assert "ETA" in lines[0] and "ETA" not in lines[2]
+    assert "val loss" in lines[1] and "val/dice_mean" in lines[1] and "Dice mask" in lines[1]
+    assert "val" not in lines[0].replace("val_every", "") and "val" not in lines[2]
+    rows = list(csv.DictReader((run.parents[1] / "every2" / "fold_0" / "metrics.csv").open()))
+    assert [bool(r["val/dice_mean"]) for r in rows] == [False, True, False]
+    assert [bool(r["val/loss"]) for r in rows] == [False, True, False]
+    assert all(r["train/loss"] for r in rows)
+    best = next(line for line in out.splitlines() if line.startswith("best "))
+    assert best.startswith("best val/dice_mean ") and " at epoch 2: Dice of head mask, over class 1" in best
+    assert "background class 0 (background) left out" in best

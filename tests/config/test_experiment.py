@@ -160,3 +160,9 @@ def test_loading_a_config_imports_no_torch(tmp_path):
     code = f"import sys, bioseg.config as c; c.load({str(tmp_path / 'exp.yaml')!r}); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_background_class_outside_the_classes_is_refused():
+    with pytest.raises(BiosegError, match=r"data.background_class is 2 but data.classes has 2 classes \(0..1\)"):
+        config.from_dict({"data": {"root": "/d", "background_class": 2}})
+    assert config.from_dict({"data": {"root": "/d", "background_class": None}}).data.background_class is None

@@ -29,3 +29,16 @@ def test_boundary_head_on_semantic_masks_uses_connected_components():
     cfg = config.from_dict({"data": {"root": "/d"}, "heads": {"b": {"target": "boundary"}}})
     targets, _ = make_head_targets(mask, cfg)
     assert np.array_equal(targets["b"], find_boundaries(mask, mode="thick"))
+
+
+def test_means_leave_out_the_declared_background_of_mask_heads_and_class_0_of_object_targets():
+    from bioseg.data.head_targets import background_class
+
+    vnc = {"root": "/d", "classes": ["intracellular", "membrane", "mitochondria", "synapse", "vesicle"]}
+    cfg = config.from_dict({"data": vnc})
+    assert background_class(cfg, "mask") == 0
+    cfg = config.from_dict({"data": {**vnc, "background_class": None}})
+    assert background_class(cfg, "mask") is None
+    heads = {"foreground": {"type": "binary", "target": "foreground"}, "mask": {"type": "multiclass", "classes": 5}}
+    cfg = config.from_dict({"data": {**vnc, "labels": "semantic", "background_class": None}, "heads": heads})
+    assert (background_class(cfg, "foreground"), background_class(cfg, "mask")) == (0, None)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, dataset_dir, run_cli
+from helpers import INSTANCE_HEADS, TINY, dataset_dir, run_cli
 
 import bioseg
 from bioseg.engine.module import warmup_then
@@ -293,3 +293,25 @@ def test_cosine_follows_a_wall_clock_budget(monkeypatch):
     assert f(10) == pytest.approx(0.5, abs=1e-6)
     clock["t"] += 30.0
     assert f(20) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_an_h_written_as_the_voxel_size_by_earlier_releases_is_pointed_out(caplog):
+    import logging
+
+    from bioseg import config
+    from bioseg.engine.trainer import _note_h_of_earlier_configs
+
+    raw = {"data": {"root": "/d", "labels": "instance", "voxel_size": [0.5, 0.25, 0.25], "patch_size": [8, 16, 16]},
+           "model": {"spatial_dims": 3}, "heads": INSTANCE_HEADS,
+           "post": {"instances": {"mode": "boundary", "h": 0.25}}}  # fmt: skip
+    logger = logging.getLogger("bioseg")
+    logger.addHandler(caplog.handler)  # the command line's handler may have stopped propagation
+    try:
+        _note_h_of_earlier_configs(config.from_dict(raw))
+        assert "post.instances.h is 0.25, which is voxels now" in caplog.text and "h: 1" in caplog.text
+        caplog.clear()
+        raw["post"]["instances"]["h"] = "0.25 um"
+        _note_h_of_earlier_configs(config.from_dict(raw))
+        assert caplog.text == ""
+    finally:
+        logger.removeHandler(caplog.handler)

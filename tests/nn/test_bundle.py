@@ -17,6 +17,7 @@ from bioseg.inference.predictor import Predictor
 from bioseg.nn.bundle import (
     FORMAT_VERSION,
     META,
+    MIGRATIONS,
     ModelBundle,
     build_network,
     network_description,
@@ -65,6 +66,24 @@ def test_foreground_objects_of_a_format_1_model_keep_the_options_they_were_predi
     assert inst.merge_threshold == InstanceConfig().merge_threshold
 
 
+@pytest.mark.parametrize("voxel_size, expected", [([0.5, 0.25], "0.75 um"), (None, 0.75)])
+def test_format_2_h_keeps_the_unit_it_was_read_in(tmp_path, voxel_size, expected):
+    """Format 2 read h in units of the voxel size: micrometres where the experiment has one (every image
+    had it), voxels without (2D images never had one)."""
+    shutil.copytree(FIXTURE / "model", tmp_path / "model")
+    meta = MIGRATIONS[1](json.loads((tmp_path / "model" / META).read_text()))
+    meta["format_version"] = 2
+    meta["experiment"]["data"]["voxel_size"] = voxel_size
+    meta["experiment"]["post"]["instances"].update(mode="foreground", h=0.75, min_distance=4, sigma_seeds=0.5)
+    meta["post"] = meta["experiment"]["post"]
+    (tmp_path / "model" / META).write_text(json.dumps(meta))
+    migrated = read_meta(tmp_path / "model")
+    assert migrated["format_version"] == FORMAT_VERSION
+    assert migrated["post"] == migrated["experiment"]["post"]
+    inst = ModelBundle.load(tmp_path).cfg.post.instances
+    assert (inst.h, inst.min_distance, inst.sigma_seeds) == (expected, 4, 0.5)  # those two were voxels already
+
+
 def test_save_then_load_gives_the_same_network_and_experiment(tmp_path):
     cfg = _cfg(tmp_path, norm="group")
     net = build_network(cfg)
@@ -83,7 +102,7 @@ def test_a_model_from_a_later_format_is_refused_in_one_line(tmp_path):
     meta = json.loads((tmp_path / "model" / META).read_text())
     meta.update(format_version=FORMAT_VERSION + 1, bioseg_version="9.0")
     (tmp_path / "model" / META).write_text(json.dumps(meta))
-    with pytest.raises(BiosegError, match=r"bioseg 9.0 in model format 3.*upgrade bioseg") as err:
+    with pytest.raises(BiosegError, match=rf"bioseg 9.0 in model format {FORMAT_VERSION + 1}.*upgrade bioseg") as err:
         ModelBundle.load(tmp_path)
     assert "\n" not in str(err.value)
 

@@ -64,7 +64,8 @@ def test_compare_finished_runs_again_from_experiment_folders(compared, tmp_path,
     work, _ = compared
     out = tmp_path / "again"
     assert run_cli("compare", work / "runs" / "narrow", work / "runs" / "wide" / "fold_0", "-o", out) == 0
-    assert "narrow: Dice" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "narrow: Dice" in printed and "Dice is the mean over class 1 (foreground); background class 0" in printed
     rows = read_csv(out / "comparison.csv")
     assert [r["experiment"] for r in rows] == ["narrow", "wide"]
 

@@ -45,15 +45,22 @@ def test_the_point_that_splits_the_objects_wins():
     assert cfg.post.instances.threshold == 0.3  # the caller's config is left as it was given
 
 
-def test_default_grid_follows_the_mode_and_the_voxel_size():
-    grid = default_grid(experiment(), spacing=(0.5, 0.25, 0.25))
-    assert grid["h"] == (0.25, 0.5, 1.0) and "merge_threshold" in grid and "beta" not in grid
+def test_default_grid_follows_the_mode_in_voxels():
+    grid = default_grid(experiment())
+    assert grid["h"] == (1.0, 2.0, 4.0) and "merge_threshold" in grid and "beta" not in grid
     assert grid["sigma_seeds"] == (0.5, 1.0, 2.0)
     assert "beta" in default_grid(experiment(agglomeration="multicut"))
     assert set(default_grid(experiment(mode="foreground"))) == {"threshold", "h", "sigma_seeds"}
     peaks = experiment(mode="foreground", seed_method="min_distance")
     assert set(default_grid(peaks)) == {"threshold", "min_distance", "sigma_seeds"}
     assert set(default_grid(experiment(mode="foreground", foreground_method="components"))) == {"threshold"}
+
+
+def test_lengths_in_the_grid_may_say_their_unit():
+    probs, truth = cells_with_a_faint_wall()
+    best, tried = tune_instances([probs], [truth], experiment(), [(0.5, 0.5)], grid={"h": ("1 um", 2.0, 3.0)})
+    assert [row["h"] for row in tried] == ["1 um", 2.0, 3.0]
+    assert tried[0]["f1"] == tried[1]["f1"]  # 1 µm of 0.5 µm pixels: the same 2 voxels
 
 
 def test_bad_requests_are_refused_with_the_fix():

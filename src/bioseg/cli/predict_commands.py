@@ -11,6 +11,9 @@ import typer
 
 from bioseg.cli.app import app, parse_mask_values
 from bioseg.cli.instance_options import instance_config, option, parse_spacing
+from bioseg.errors import BiosegError
+
+PRECISION_HELP = "auto, fp32, bf16 or fp16 (default: the run's infer.precision)"
 
 
 @app.command()
@@ -22,7 +25,7 @@ def predict(
     patch_size: str | None = typer.Option(None, help="tile size, e.g. 256,256 (default: the run's)"),
     overlap: float | None = typer.Option(None, help="tile overlap fraction (default: the run's)"),
     batch_size: int | None = typer.Option(None, help="tiles per forward pass"),
-    precision: str | None = typer.Option(None, help="auto, fp32, bf16 or fp16 (default: the run's)"),
+    precision: str | None = typer.Option(None, help=PRECISION_HELP),
     rescale: str | None = typer.Option(
         None, help="match objects to the training size: off, auto (measured per image) or a factor (default: the run's)"
     ),
@@ -58,6 +61,10 @@ def evaluate(
     classes: int | None = typer.Option(None, help="number of classes (folder mode)"),
     mask_values: str | None = typer.Option(None, help="raw→class mapping of the true masks, e.g. 0:0,255:1"),
     instances: bool = typer.Option(False, help="folder mode: score <stem>_instances.tif against instance masks"),
+    background_class: str | None = typer.Option(
+        None, help="folder mode: class left out of the means, or 'none' [default: 0]; a run reads data.background_class"
+    ),
+    precision: str | None = typer.Option(None, help=PRECISION_HELP),
     rescale: str | None = typer.Option(
         None, help="match objects to the training size: off, auto (measured per image) or a factor (default: the run's)"
     ),
@@ -68,10 +75,15 @@ def evaluate(
     from bioseg.workflows.evaluate import evaluate_folders, evaluate_run
 
     if truth is None:
+        if background_class is not None:
+            raise BiosegError("--background-class is for folders of predictions; a run reads data.background_class")
         result = evaluate_run(
-            source, split=split, out_dir=output, progress=progress, rescale=rescale, object_size=object_size
+            source, split=split, out_dir=output, progress=progress, precision=precision, rescale=rescale,
+            object_size=object_size,
         )
     else:
+        if precision is not None:
+            raise BiosegError("--precision applies to a run folder; predictions in a folder are scored as they are")
         result = evaluate_folders(
             source,
             truth,
@@ -79,18 +91,32 @@ def evaluate(
             mask_values=parse_mask_values(mask_values),
             instances=instances,
             out_dir=output,
+            background_class=_parse_background(background_class or "0"),
         )
-    s = result.scores
-    typer.echo(
-        f"{len(result.per_image)} images: Dice {s['dice_mean']:.4f}, IoU {s['iou_mean']:.4f}, "
-        f"accuracy {s['accuracy']:.4f}\nwrote {result.metrics_json} and {result.out_dir / 'per_image.csv'}"
-    )
+    typer.echo(f"{len(result.per_image)} images")
+    for head, s in result.heads.items():
+        name = f"{head}: " if len(result.heads) > 1 else ""
+        typer.echo(
+            f"{name}Dice {s['dice_mean']:.4f}, IoU {s['iou_mean']:.4f}, accuracy {s['accuracy']:.4f}; "
+            f"Dice and IoU are means {result.means[head]}"
+        )
+    typer.echo(f"wrote {result.metrics_json} and {result.out_dir / 'per_image.csv'}")
     if result.instances is not None:
         row = next(r for r in result.instances["table"] if abs(r["threshold"] - 0.5) < 1e-6)
         typer.echo(
             f"objects: F1 {row['f1']:.4f} at IoU 0.5 ({row['tp']} matched of {row['n_true']} true, "
             f"{row['n_pred']} predicted); see {result.out_dir / 'metrics_instances.json'}"
         )
+
+
+def _parse_background(text: str) -> int | None:
+    """``"0"`` → 0, ``"none"`` → None."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise BiosegError(f"--background-class '{text}' is not a class; write a class index, e.g. 0, or none") from None
 
 
 @app.command()
@@ -103,9 +129,9 @@ def instances(
     threshold: float | None = option("threshold"),
     foreground_method: str | None = option("foreground_method"),
     seed_method: str | None = option("seed_method"),
-    h: float | None = option("h", "--h"),
-    min_distance: int | None = option("min_distance"),
-    sigma_seeds: float | None = option("sigma_seeds"),
+    h: str | None = option("h", "--h"),
+    min_distance: str | None = option("min_distance"),
+    sigma_seeds: str | None = option("sigma_seeds"),
     agglomeration: str | None = option("agglomeration"),
     merge_threshold: float | None = option("merge_threshold"),
     beta: float | None = option("beta"),
@@ -117,6 +143,8 @@ def instances(
     """Objects from probability maps: <stem>_instances.tif per input (2D or 3D).
 
     The options are post.instances of an experiment config; those that --mode does not read are refused.
+    Lengths (--h, --min-distance, --sigma-seeds) are voxels of the finest axis, or micrometres when written
+    so (--h '0.5 um', which needs --spacing).
     """
     from bioseg.postprocess.files import instances_from_files
 
@@ -138,18 +166,24 @@ def tune_instances(
     split: str = typer.Option("val", help="labelled split to tune on: train, val or test"),
     iou: float = typer.Option(0.5, help="IoU at which F1 is compared"),
     apply: bool = typer.Option(False, help="write the chosen values into the run's model (predict uses them)"),
+    precision: str | None = typer.Option(None, help=PRECISION_HELP),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Choose post.instances (threshold, seeds, merging) for the best F1 on a labelled split."""
     from bioseg.workflows.tune_instances import tune_run
 
-    doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress)
+    doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress, precision=precision)
     for row in doc["tried"]:
-        values = "  ".join(f"{k} {row[k]:g}" for k in doc["chosen"])
+        values = "  ".join(f"{k} {_number(row[k])}" for k in doc["chosen"])
         mark = "  <- chosen" if all(row[k] == v for k, v in doc["chosen"].items()) else ""
         scores = f"F1 {row['f1']:.3f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}"
         typer.echo(f"{values}  {scores}{mark}")
-    chosen = " ".join(f"post.instances.{k}={v:g}" for k, v in doc["chosen"].items())
+    chosen = " ".join(f"post.instances.{k}={_number(v)}" for k, v in doc["chosen"].items())
     best = max(r["f1"] for r in doc["tried"])
     done = "written into the run's model" if apply else "rerun with --apply to use them"
     typer.echo(f"best F1@{iou:g} on {split} ({doc['images']} images): {best:.3f} with {chosen}; {done}")
+
+
+def _number(value: object) -> str:
+    """A tuned value as written: numbers short (0.5, 2), lengths with their unit ('0.5 um')."""
+    return f"{value:g}" if isinstance(value, int | float) else repr(value)

@@ -5,6 +5,7 @@ Heavy modules are imported inside the commands so that ``bioseg --help`` stays f
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -19,16 +20,19 @@ def train(
     fold: int | None = typer.Option(None, help="fold to train (default: data.fold)"),
     overrides: list[str] = typer.Option([], "--set", help="override a key, e.g. --set train.epochs=5"),
     resume: bool = typer.Option(False, help="continue from checkpoints/last.ckpt"),
-    progress: bool = typer.Option(True, help="show the progress bar"),
+    progress: bool = typer.Option(True, help="show the progress bar (a line per epoch without it, or when redirected)"),
 ) -> None:
     """Train a model; writes runs/<name>/fold_<k>/ (config, model/, checkpoints/, metrics.csv, charts/)."""
     from bioseg.engine.trainer import train as run_training
 
+    progress = progress and sys.stderr.isatty()  # a bar in a log file is noise: lines per epoch instead
     result = run_training(config, fold=fold, resume=resume, overrides=overrides, progress=progress)
     if result.init_report:
         typer.echo(f"initialised from model.init_from: {result.init_report}")
-    score = f"{result.best_score:.4f}" if result.best_score is not None else "n/a"
-    typer.echo(f"run folder: {result.run_dir}\nbest {result.monitor}: {score}\ncharts: {result.run_dir / 'charts'}")
+    typer.echo(f"run folder: {result.run_dir}")
+    for line in result.summary:
+        typer.echo(line)
+    typer.echo(f"charts: {result.run_dir / 'charts'}")
 
 
 @app.command("lr-find")
@@ -106,6 +110,7 @@ def compare(
     for s in result.summary:
         spread = f" ± {s['dice_mean_std']:.4f}" if s["n"] > 1 else ""
         typer.echo(f"{s['experiment']}: Dice {s['dice_mean_mean']:.4f}{spread} ({s['n']} run(s))")
+    _say_means(result.rows)
     typer.echo(f"wrote {', '.join(p.name for p in result.paths.values())} to {result.out_dir}")
 
 
@@ -135,4 +140,18 @@ def sweep(
     for row in result.rows:
         recalls = ", ".join(f"{k.removeprefix('recall/')} {v:.3f}" for k, v in row.items() if k.startswith("recall/"))
         typer.echo(f"{key}={row['value']}: Dice {row['dice_mean']:.4f}; accuracy per class: {recalls}")
+    _say_means(result.rows)
     typer.echo(f"wrote {', '.join(p.name for p in result.paths.values())} to {result.out_dir}")
+
+
+def _say_means(rows: list[dict]) -> None:
+    """What the Dice printed above averages, once when every run agrees, else per run."""
+    means = list(dict.fromkeys(r.get("dice_mean_over") or "" for r in rows))
+    if means == [""]:
+        return
+    if len(means) == 1:
+        typer.echo(f"Dice is the mean {means[0]}")
+        return
+    for r in rows:
+        over = r.get("dice_mean_over") or "(not recorded)"
+        typer.echo(f"{r.get('experiment', r.get('value'))}: Dice is the mean {over}")

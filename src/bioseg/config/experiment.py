@@ -72,6 +72,12 @@ class Experiment(Section):
             where = f"head '{name}': "
             for t in head.loss:
                 _as_value_error(check_loss_term, t.name, head.type, head.classes, t.kwargs, where=where)
+        background, n = self.data.background_class, self.data.num_classes
+        if background is not None and background >= n:
+            raise ValueError(
+                f"data.background_class is {background} but data.classes has {n} classes (0..{n - 1}); "
+                "choose one of them, or null when no class is background"
+            )
         dims = self.model.spatial_dims
         for i, step in enumerate(self.augment):
             _as_value_error(check_augment_options, step.name, step.kwargs, dims, where=f"augment.{i}: ")

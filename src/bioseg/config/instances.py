@@ -7,11 +7,12 @@ The config key, the Python API (:func:`bioseg.postprocess.instances.boundaries_t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from bioseg.config.lengths import Length, length_in_voxels, normal_length, parse_length
 from bioseg.config.section import Section
 
 #: options only the boundary mode reads (watershed of the boundary map, then agglomeration)
@@ -50,6 +51,13 @@ def unused_message(names: list[str], mode: str, foreground_method: str, spell: C
     )
 
 
+def _is_voxels(value: object) -> bool:
+    try:
+        return parse_length(value)[1] == "voxels"
+    except ValueError:
+        return True
+
+
 class InstanceConfig(Section):
     """From predicted maps to objects (see :mod:`bioseg.postprocess.instances`).
 
@@ -58,6 +66,10 @@ class InstanceConfig(Section):
     connected components of the foreground head's map, or a watershed of its distance transform from
     the same seeds. Options that the chosen mode does not read are refused when set to something else
     than their default, so that no choice is silently ignored.
+
+    Lengths (``h``, ``min_distance``, ``sigma_seeds``) say their unit (:mod:`bioseg.config.lengths`): a
+    number is voxels of the finest axis, whether or not a voxel size is known, and ``"0.5 um"`` is
+    micrometres. Sizes (``min_size``, ``max_size``) are counts of voxels.
     """
 
     mode: Literal["off", "boundary", "foreground"] = Field(
@@ -81,12 +93,20 @@ class InstanceConfig(Section):
         description="seeds in the smoothed distance map: h_maxima (peaks rising h above their saddle) "
         "or min_distance (peaks min_distance voxels apart)",
     )
-    h: float = Field(
-        default=1.0, gt=0, description="h_maxima: least height of a seed above its saddle, in voxel-size units"
+    h: Length = Field(
+        default=1.0,
+        description="h_maxima: least height of a seed above its saddle in the distance map; "
+        "a number: voxels of the finest axis; '0.5 um': micrometres (needs a voxel size)",
     )
-    min_distance: int = Field(default=3, ge=1, description="min_distance: voxels between seeds")
-    sigma_seeds: float = Field(
-        default=1.0, ge=0, description="Gaussian smoothing of the distance map before seeding, voxels; 0: none"
+    min_distance: int | str = Field(
+        default=3,
+        description="min_distance: least distance between seeds, whole voxels along each axis; "
+        "'2 um': micrometres, in voxels of the finest axis (rounded)",
+    )
+    sigma_seeds: Length = Field(
+        default=1.0,
+        description="Gaussian smoothing of the distance map before seeding, voxels of the finest axis "
+        "(round in physical space); '0.5 um': micrometres; 0: none",
     )
     agglomeration: Literal["average", "multicut", "none"] = Field(
         default="average", description="boundary mode: how regions merge: average, multicut or none"
@@ -98,14 +118,31 @@ class InstanceConfig(Section):
         default=0.5, gt=0, lt=1, description="multicut: boundary bias, above 0.5 more cuts, below more merges"
     )
     weight_by_size: bool = Field(default=True, description="multicut: weigh each cost by the size of its contact")
-    min_size: int = Field(default=0, ge=0, description="voxels; smaller objects are merged or removed (small_objects)")
+    min_size: int = Field(
+        default=0, ge=0, description="a count of voxels; smaller objects are merged or removed (small_objects)"
+    )
     max_size: int | None = Field(
-        default=None, ge=1, description="voxels; larger objects (after merging) are removed; None: no limit"
+        default=None, ge=1, description="a count of voxels; larger objects (after merging) are removed; None: no limit"
     )
     small_objects: Literal["merge", "remove"] = Field(
         default="merge",
         description="objects below min_size: merge into the neighbour they touch most (removed if none), or remove",
     )
+
+    @field_validator("h", "min_distance", "sigma_seeds", mode="before")
+    @classmethod
+    def _length(cls, value: object, info: ValidationInfo) -> Length:
+        if info.field_name == "h":
+            return normal_length(value, minimum=0.0, inclusive=False)
+        if info.field_name == "min_distance":
+            voxels = _is_voxels(value)
+            return normal_length(value, minimum=1.0 if voxels else 0.0, inclusive=voxels, whole=True)
+        return normal_length(value, minimum=0.0, inclusive=True)
+
+    def in_voxels(self, name: str, spacing: Sequence[float] | None) -> float:
+        """The length option ``name`` in voxels of the finest axis of ``spacing`` (see
+        :func:`bioseg.config.lengths.length_in_voxels`)."""
+        return length_in_voxels(getattr(self, name), spacing, name)
 
     @model_validator(mode="after")
     def _consistent(self) -> InstanceConfig:

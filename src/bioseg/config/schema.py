@@ -59,6 +59,9 @@ class DataConfig(Section):
     layout: Literal["auto", "pairs", "xy", "csv", "multitask", "zarr"] = "auto"
     csv: Path | None = Field(default=None, description="CSV with columns image,mask (layout csv)")
     classes: list[str] = Field(default_factory=lambda: ["background", "foreground"])
+    background_class: int | None = Field(
+        default=0, ge=0, description="class left out of the means (dice_mean, …); None: every class counts"
+    )
     mask_values: dict[int, int] | None = Field(
         default=None, description="raw mask value → class index, e.g. {255: 1}; None: values are classes"
     )

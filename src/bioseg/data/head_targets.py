@@ -74,6 +74,16 @@ def make_head_targets(
     return targets, weights
 
 
+def background_class(cfg: Experiment, head: str) -> int | None:
+    """The class of ``head`` left out of its mean scores: ``data.background_class`` for a class-mask head
+    (None: every class counts), class 0 for targets made from objects (outside every object)."""
+    h = cfg.heads[head]
+    if h.target != "mask":
+        return 0
+    background = cfg.data.background_class
+    return background if background is not None and background < h.classes else None
+
+
 def class_names(cfg: Experiment, head: str) -> list[str]:
     """Names of a head's classes: the data's class names for a mask head, else generic ones."""
     h = cfg.heads[head]

@@ -12,7 +12,7 @@ import torch
 
 from bioseg.config import Experiment, HeadConfig
 from bioseg.data.augment import build_augmentation
-from bioseg.data.head_targets import class_names
+from bioseg.data.head_targets import background_class, class_names
 from bioseg.errors import BiosegError
 from bioseg.inference.heads import activate, to_labels
 from bioseg.inference.tiling import sliding_window
@@ -85,6 +85,12 @@ class SegmentationModule(L.LightningModule):
         self._term_sums["_n"] = self._term_sums.get("_n", 0) + n
         return total
 
+    def epoch_loss_terms(self) -> dict[str, float]:
+        """This epoch's mean loss terms so far, ``{"train/loss/<term>": value}``. Callbacks read them here:
+        Lightning runs their ``on_train_epoch_end`` before the module's, which logs (and resets) them."""
+        n = max(int(self._term_sums.get("_n", 0)), 1)
+        return {f"train/loss/{k}": float(v) / n for k, v in self._term_sums.items() if k != "_n"}
+
     def on_train_epoch_end(self) -> None:
         n = self._term_sums.pop("_n", 0)
         for key, value in self._term_sums.items():  # "loss/" first, so charts put the terms with the losses
@@ -154,8 +160,7 @@ class SegmentationModule(L.LightningModule):
         means: dict[str, list[float]] = {"dice_mean": [], "iou_mean": [], "accuracy": []}
         for name, cm in self._confusion.items():
             cm = self.trainer.strategy.reduce(cm.float(), reduce_op="sum")
-            classes = self._class_names(name)
-            scores = scores_from_confusion(cm.long().cpu(), classes)
+            scores = scores_from_confusion(cm.long().cpu(), self._class_names(name), background_class(self.cfg, name))
             for key, value in scores.items():
                 if "/" in key or len(self._confusion) > 1:  # per class always; per-head means when several
                     self.log(f"val/{name}/{key}", value)

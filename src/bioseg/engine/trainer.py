@@ -19,7 +19,9 @@ from bioseg.data.datamodule import SegmentationDataModule
 from bioseg.data.dataset import LoadedSample
 from bioseg.data.object_sizes import training_object_sizes
 from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts
+from bioseg.engine.epoch_log import EpochLog
 from bioseg.engine.module import SegmentationModule
+from bioseg.engine.run_summary import closing_summary
 from bioseg.errors import BiosegError
 from bioseg.inference import precision as precision_choice
 from bioseg.io.folders import check_output_folder
@@ -35,6 +37,7 @@ class TrainResult:
     monitor: str
     history: list[dict[str, float]] = field(default_factory=list)
     init_report: str | None = None  # what model.init_from loaded, adapted and skipped
+    summary: list[str] = field(default_factory=list)  # the best monitored value, what it means, each head's
 
     @property
     def model_dir(self) -> Path:
@@ -49,8 +52,12 @@ def train(
     overrides: list[str] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train one fold of an experiment and write its run folder (see DESIGN.md, "The run folder")."""
+    """Train one fold of an experiment and write its run folder (see DESIGN.md, "The run folder").
+
+    ``progress``: Lightning's progress bar; without it, one line per epoch goes to the logger ``bioseg``
+    (INFO), which the command line prints."""
     cfg = as_experiment(config, overrides, fold=fold)
+    _note_h_of_earlier_configs(cfg)
     run_dir = check_output_folder(cfg.run_dir, "run folder")
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
@@ -82,14 +89,17 @@ def train(
         module.load_state_dict(state)
     save_model(module.net, cfg, run_dir, training_objects(cfg, datamodule.train_samples))
     write_snapshots(cfg, run_dir, datamodule)
-    score = checkpoint.best_model_score
+    score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+    history = read_metrics_csv(run_dir / "metrics.csv")
+    mode = checkpoint.mode
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,
-        best_score=float(score) if score is not None else None,
+        best_score=score,
         monitor=monitor,
-        history=read_metrics_csv(run_dir / "metrics.csv"),
+        history=history,
         init_report=init_report,
+        summary=closing_summary(cfg, history, monitor, mode, score),
     )
 
 
@@ -102,6 +112,19 @@ def training_objects(cfg: Experiment, samples: list[LoadedSample]) -> dict[str, 
         return None
     spacing = tuple(cfg.data.voxel_size) if cfg.data.voxel_size else None
     return training_object_sizes(masks, instance=whole and cfg.data.labels == "instance", spacing=spacing)
+
+
+def _note_h_of_earlier_configs(cfg: Experiment) -> None:
+    """init-config used to write ``h`` as the finest voxel size, one voxel in micrometres; a number is
+    voxels now, so such a config would ask for a fraction of a voxel: say how to keep one voxel."""
+    inst, voxel = cfg.post.instances, cfg.data.voxel_size
+    if inst.mode == "off" or inst.seed_method != "h_maxima" or not voxel or isinstance(inst.h, str):
+        return
+    if inst.h == float(min(voxel)) and inst.h != 1.0:
+        logging.getLogger("bioseg").warning(
+            f"post.instances.h is {inst.h:g}, which is voxels now (it was µm when a voxel size was known); "
+            f"for one voxel write h: 1 (or h: '{inst.h:g} um')"
+        )
 
 
 def initialise_from(cfg: Experiment, net: torch.nn.Module, run_dir: Path) -> str | None:
@@ -160,6 +183,9 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
         EpochMetricsCSV(run_dir / "metrics.csv"),
         TrainingCharts(run_dir / "metrics.csv", run_dir / "charts"),
     ]
+    if not progress:  # no bar: a line per epoch says how training goes
+        budget = t.max_time_minutes * 60 if t.max_time_minutes else None
+        callbacks.append(EpochLog(t.epochs, monitor, budget))
     if t.animation and has_val:
         from bioseg.engine.animation import TrainingAnimation
 

@@ -81,6 +81,19 @@ class Prediction:
     object_size: float | None = None
 
 
+def _validated_infer(model: type, values: dict[str, Any]) -> Any:
+    """The inference settings re-validated after overrides; a bad one is a user error that names it."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        e = err.errors()[0]
+        raise BiosegError(
+            f"inference option {'.'.join(map(str, e['loc']))} = {e['input']!r}: {e['msg']}"
+        ) from None
+
+
 class Predictor:
     """Sliding-window prediction with a run's model; every inference setting can be overridden."""
 
@@ -91,7 +104,7 @@ class Predictor:
         if unknown:
             raise BiosegError(f"unknown inference option(s) {sorted(unknown)}; valid: {sorted(cfg.infer.model_fields)}")
         given = {k: v for k, v in infer.items() if v is not None}
-        self.infer = type(cfg.infer).model_validate({**cfg.infer.model_dump(), **given})  # overrides validated
+        self.infer = _validated_infer(type(cfg.infer), {**cfg.infer.model_dump(), **given})
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         # what runs the tiles: BatchNorm folded into the convolutions, channels-last weights; built once

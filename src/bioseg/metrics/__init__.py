@@ -13,7 +13,7 @@ from bioseg.metrics.instance import (
     match_pairs,
     variation_of_information,
 )
-from bioseg.metrics.semantic import SemanticMeter, confusion_matrix, scores_from_confusion
+from bioseg.metrics.semantic import SemanticMeter, confusion_matrix, describe_mean, scores_from_confusion
 from bioseg.metrics.skeleton import cldice_score, topology_scores
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "aggregate",
     "cldice_score",
     "confusion_matrix",
+    "describe_mean",
     "dsb_average_precision",
     "iou_matrix",
     "match_instances",

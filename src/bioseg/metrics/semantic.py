@@ -17,7 +17,7 @@ import torch
 
 from bioseg.errors import BiosegError
 
-__all__ = ["confusion_matrix", "scores_from_confusion", "SemanticMeter"]
+__all__ = ["confusion_matrix", "describe_mean", "scores_from_confusion", "SemanticMeter"]
 
 
 def _as_labels(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
@@ -87,20 +87,47 @@ def confusion_matrix(
     return counts.reshape(num_classes, num_classes)
 
 
+def _check_background(background: int | None, c: int) -> None:
+    if background is not None and not 0 <= background < c:
+        raise BiosegError(
+            f"background class {background} is not one of the {c} classes 0..{c - 1}; "
+            "give one of them, or None when no class is background"
+        )
+
+
+def describe_mean(class_names: list[str], background: int | None = 0) -> str:
+    """What a mean over classes covers, in words: ``"over classes 1–4 (a, b, c, d); background class 0
+    (background) left out"``, or ``"over all 3 classes 0–2 (…); no background class"``."""
+    _check_background(background, len(class_names))
+    kept = [i for i in range(len(class_names)) if i != background]
+    names = ", ".join(class_names[i] for i in kept)
+    if len(kept) == 1:
+        span = f"class {kept[0]}"
+    elif kept == list(range(kept[0], kept[-1] + 1)):
+        span = f"classes {kept[0]}–{kept[-1]}"
+    else:
+        span = "classes " + ", ".join(map(str, kept))
+    if background is None:
+        return f"over all {len(kept)} {span} ({names}); no background class"
+    return f"over {span} ({names}); background class {background} ({class_names[background]}) left out"
+
+
 def scores_from_confusion(
-    cm: torch.Tensor | np.ndarray, class_names: list[str] | None = None
+    cm: torch.Tensor | np.ndarray, class_names: list[str] | None = None, background: int | None = 0
 ) -> dict[str, float]:
-    """Dice, IoU per class, their foreground means, and pixel accuracy from a confusion matrix.
+    """Dice, IoU per class, their means without the background class, and pixel accuracy from a
+    confusion matrix.
 
     Args:
-        cm: ``(C, C)`` counts, rows = truth, columns = prediction, C >= 2 (class 0 is the background).
+        cm: ``(C, C)`` counts, rows = truth, columns = prediction, C >= 2.
         class_names: C names used in the keys; default ``"0"``, ``"1"``, ...
+        background: the class left out of the means (``data.background_class``); None: none is.
 
     Returns:
         ``{"dice/<name>", "iou/<name>"}`` for every class (background included), ``"dice_mean"`` and
-        ``"iou_mean"`` over the foreground classes 1..C-1 (for a binary task: the foreground class alone),
-        and ``"accuracy"`` (correct pixels / counted pixels; NaN when no pixel was counted).
-        A class absent from both truth and prediction has Dice = IoU = 1.0.
+        ``"iou_mean"`` over every class but ``background`` (for a binary task with background 0: the
+        foreground class alone), and ``"accuracy"`` (correct pixels / counted pixels; NaN when no pixel
+        was counted). A class absent from both truth and prediction has Dice = IoU = 1.0.
     """
     m = torch.as_tensor(cm).detach().to("cpu", torch.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
@@ -125,8 +152,10 @@ def scores_from_confusion(
         out[f"dice/{name}"] = float(dice[i])
     for i, name in enumerate(names):
         out[f"iou/{name}"] = float(iou[i])
-    out["dice_mean"] = float(dice[1:].mean())
-    out["iou_mean"] = float(iou[1:].mean())
+    _check_background(background, c)
+    kept = torch.tensor([i for i in range(c) if i != background])
+    out["dice_mean"] = float(dice[kept].mean())
+    out["iou_mean"] = float(iou[kept].mean())
     total = float(m.sum())
     out["accuracy"] = float(tp.sum()) / total if total > 0 else math.nan
     return out
@@ -139,15 +168,17 @@ class SemanticMeter:
     ``scores_from_confusion(meter.update(pred, target))``.
     """
 
-    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
+    def __init__(self, num_classes: int, class_names: list[str] | None = None, background: int | None = 0) -> None:
         if num_classes < 2:
             raise BiosegError(f"num_classes is {num_classes}; expected at least 2 (background + one class)")
         if class_names is not None and len(class_names) != num_classes:
             raise BiosegError(
                 f"got {len(class_names)} class names for num_classes={num_classes}; give one name per class"
             )
+        _check_background(background, num_classes)
         self.num_classes = num_classes
         self.class_names = class_names
+        self.background = background
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
     def reset(self) -> None:
@@ -166,4 +197,4 @@ class SemanticMeter:
 
     def compute(self) -> dict[str, float]:
         """Scores of everything added since the last reset (pixels pooled over images)."""
-        return scores_from_confusion(self.confusion, self.class_names)
+        return scores_from_confusion(self.confusion, self.class_names, self.background)

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from bioseg import __version__
 from bioseg.config import Experiment, from_dict, to_dict
 from bioseg.config.instances import BOUNDARY_ONLY, SEED_OPTIONS, InstanceConfig
+from bioseg.config.lengths import micrometres
 from bioseg.errors import BiosegError
 from bioseg.nn.factory import create_model, model_options
 
@@ -32,8 +33,9 @@ WEIGHTS = "weights.safetensors"
 META = "model.json"
 FORMAT = "bioseg-model"
 #: 1: the experiment and a summary; 2: adds ``network``, the description the network is built from, and
-#: foreground objects read every post.instances option that applies to them
-FORMAT_VERSION = 2
+#: foreground objects read every post.instances option that applies to them; 3: the seed lengths of
+#: post.instances say their unit (a number is voxels, ``"0.5 um"`` micrometres)
+FORMAT_VERSION = 3
 
 
 # --- the network from its description ------------------------------------------------------------------
@@ -133,8 +135,34 @@ def _to_version_2(meta: dict[str, Any]) -> dict[str, Any]:
     return {**meta, "network": network_description(cfg)}
 
 
+def _to_version_3(meta: dict[str, Any]) -> dict[str, Any]:
+    """2 → 3: ``h`` in micrometres where version 2 read it so.
+
+    Version 2 measured the distance map, and so ``h``, in units of the voxel size at prediction time;
+    ``min_distance`` and ``sigma_seeds`` were voxels already and stay as they are. That voxel size was
+    ``data.voxel_size`` when the stored experiment has one, for every image: then ``h`` was micrometres
+    and becomes ``"<h> um"``, which gives the same seeds. Without it, 2D images never had a voxel size
+    (``h`` was voxels: kept as the number), and 3D images took theirs from each file's metadata: ``h``
+    was micrometres for calibrated files and voxels for the others. We keep the number, i.e. voxels:
+    the same seeds for uncalibrated files and for files whose finest voxel size is 1, and a unit that
+    no longer changes from file to file. ``init-config`` writes the voxel size of calibrated stacks into
+    ``data.voxel_size``, so models trained on calibrated stacks mostly take the first branch.
+    """
+    experiment = meta.get("experiment")
+    if not isinstance(experiment, dict):
+        return meta
+    inst = experiment.get("post", {}).get("instances")
+    voxel_size = experiment.get("data", {}).get("voxel_size")
+    if not isinstance(inst, dict) or voxel_size is None or "h" not in inst or isinstance(inst["h"], str):
+        return meta
+    inst = {**inst, "h": micrometres(inst["h"])}
+    experiment = {**experiment, "post": {**experiment["post"], "instances": inst}}
+    post = {**meta["post"], "instances": inst} if isinstance(meta.get("post"), dict) else meta.get("post")
+    return {**meta, "experiment": experiment, "post": post}
+
+
 #: format_version n → the function that turns a version-n document into version n + 1
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _to_version_2}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _to_version_2, 2: _to_version_3}
 
 
 def migrate(meta: dict[str, Any], source: str = "model.json") -> dict[str, Any]:

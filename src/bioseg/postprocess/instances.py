@@ -14,11 +14,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from bioseg.config.instances import InstanceConfig, unused_message
+from bioseg.config.lengths import relative_spacing
 from bioseg.errors import BiosegError
 from bioseg.postprocess import agglomeration as agg
 from bioseg.postprocess import watershed as ws
@@ -82,15 +84,30 @@ def _check_params(params: InstanceConfig | None, mode: str) -> InstanceConfig:
     return params
 
 
-def _seeds(dist: np.ndarray, params: InstanceConfig, spacing: tuple[float, ...], clock: _Clock) -> np.ndarray:
-    """Markers in the distance map ``dist``, smoothed by ``sigma_seeds``: at its h-maxima or at peaks
-    ``min_distance`` apart. The one seeding of both modes."""
+@dataclass(frozen=True)
+class _Geometry:
+    """The voxel grid the seeds are found on: ``spacing`` relative to the finest axis (distances come out
+    in voxels of the finest axis), and the voxel size ``known`` (None where none is), which lengths in
+    micrometres are converted with."""
+
+    spacing: tuple[float, ...]
+    known: tuple[float, ...] | None
+
+
+def _geometry(spacing: Sequence[float] | None, ndim: int) -> _Geometry:
+    checked = ws.check_spacing(spacing, ndim)
+    return _Geometry(relative_spacing(checked), None if spacing is None else checked)
+
+
+def _seeds(dist: np.ndarray, params: InstanceConfig, grid: _Geometry, clock: _Clock) -> np.ndarray:
+    """Markers in the distance map ``dist`` (voxels of the finest axis), smoothed by ``sigma_seeds``: at
+    its h-maxima or at peaks ``min_distance`` apart. The one seeding of both modes."""
     with clock("smooth"):
-        smoothed = ws.smooth(dist, params.sigma_seeds, spacing)
+        smoothed = ws.smooth(dist, params.in_voxels("sigma_seeds", grid.known), grid.spacing)
     with clock("seeds"):
         if params.seed_method == "h_maxima":
-            return ws.h_maxima_seeds(smoothed, params.h)
-        return ws.min_distance_seeds(smoothed, params.min_distance)
+            return ws.h_maxima_seeds(smoothed, params.in_voxels("h", grid.known))
+        return ws.min_distance_seeds(smoothed, max(1, round(params.in_voxels("min_distance", grid.known))))
 
 
 def _merge_superpixels(superpixels: np.ndarray, prob: np.ndarray, params: InstanceConfig, clock: _Clock) -> np.ndarray:
@@ -128,9 +145,10 @@ def boundaries_to_instances(
 
     1. ``boundary_prob > threshold`` is boundary; the rest of ``mask`` (everything without mask) is the
        cell region.
-    2. Distance transform of the cell region (physical units with ``spacing``, the voxel size per axis;
-       None: isotropic), smoothed by ``sigma_seeds``; seeds at its h-maxima or at peaks
-       ``min_distance`` apart.
+    2. Distance transform of the cell region in voxels of the finest axis (anisotropy from ``spacing``,
+       the voxel size per axis; None: isotropic), smoothed by ``sigma_seeds``; seeds at its h-maxima or
+       at peaks ``min_distance`` apart. Lengths are voxels of the finest axis, or micrometres when
+       written so (``h="0.5 um"``, which needs ``spacing``).
     3. Watershed of ``boundary_prob`` from the seeds inside ``mask`` → superpixels.
     4. Region adjacency graph weighted by the mean boundary probability along each contact (each
        touching voxel pair counts with the larger of its two values, i.e. the ridge value);
@@ -149,7 +167,7 @@ def boundaries_to_instances(
     clock = _Clock(timings)
     prob = _check_map("boundary_prob", boundary_prob)
     mask = _check_mask(mask, prob.shape)
-    spacing = ws.check_spacing(spacing, prob.ndim)
+    grid = _geometry(spacing, prob.ndim)
 
     with clock("distance"):
         region = prob <= params.threshold
@@ -160,9 +178,9 @@ def boundaries_to_instances(
         if region.all():
             # No boundary and no mask edge to measure a distance from: the whole image is one object.
             return np.ones(prob.shape, np.int32)
-        dist = ws.distance_transform(region, spacing)
+        dist = ws.distance_transform(region, grid.spacing)
         del region
-    seeds = _seeds(dist, params, spacing, clock)
+    seeds = _seeds(dist, params, grid, clock)
     del dist
     with clock("watershed"):
         superpixels = ws.watershed(prob, seeds, mask=mask, value_range=(0.0, 1.0))
@@ -174,15 +192,13 @@ def boundaries_to_instances(
     return labels
 
 
-def _split_touching(
-    foreground: np.ndarray, params: InstanceConfig, spacing: tuple[float, ...], clock: _Clock
-) -> np.ndarray:
+def _split_touching(foreground: np.ndarray, params: InstanceConfig, grid: _Geometry, clock: _Clock) -> np.ndarray:
     """Watershed of the negated distance transform of ``foreground`` from the seeds of :func:`_seeds`;
     a component that holds no seed (too small or flat) stays whole. int32 labels, maybe with gaps."""
     components, n = ndi.label(foreground)
     with clock("distance"):
-        dist = ws.distance_transform(foreground, spacing)
-    markers = _seeds(dist, params, spacing, clock)
+        dist = ws.distance_transform(foreground, grid.spacing)
+    markers = _seeds(dist, params, grid, clock)
     with clock("watershed"):
         seeded = np.zeros(n + 1, bool)
         seeded[components[(markers > 0) & foreground]] = True
@@ -222,7 +238,7 @@ def foreground_to_instances(
 
     ``fg_prob > threshold`` is foreground. ``foreground_method="components"``: its face-connected
     components. ``"watershed"``: touching objects are split by a watershed of the negated distance
-    transform (physical units with ``spacing``, the voxel size per axis) from the seeds the boundary
+    transform (voxels of the finest axis, anisotropy from ``spacing``) from the seeds the boundary
     mode uses (``seed_method``, ``h``, ``min_distance``, ``sigma_seeds``); a component without a seed
     stays whole. Then ``min_size`` / ``small_objects`` / ``max_size`` as in
     :func:`boundaries_to_instances`; labels are renumbered 1..N.
@@ -235,11 +251,10 @@ def foreground_to_instances(
     params = _check_params(params, "foreground")
     clock = _Clock(timings)
     prob = _check_map("fg_prob", fg_prob)
-    spacing = ws.check_spacing(spacing, prob.ndim)
     foreground = prob > params.threshold
     if params.foreground_method == "components" or foreground.all() or not foreground.any():
         labels = ndi.label(foreground)[0].astype(np.int32)
     else:
-        labels = _split_touching(foreground, params, spacing, clock)
+        labels = _split_touching(foreground, params, _geometry(spacing, prob.ndim), clock)
     with clock("size_filter"):
         return _filter_sizes(labels, prob, params)

@@ -37,6 +37,7 @@ class RunRecord:
     monitor: str
     test_names: list[str]
     data_root: str
+    means: str = ""  # what dice_mean averages (metrics.json of this release on), in words
 
 
 @dataclass
@@ -88,6 +89,7 @@ def _load_run(run_dir: Path, split: str, progress: bool) -> RunRecord:
         monitor=cfg.train.monitor,
         test_names=sorted(names),
         data_root=str(Path(d.root).resolve()),
+        means=str(doc.get("means", "")),
     )
 
 
@@ -172,6 +174,7 @@ def compare_runs(
         row.update({k: r.scores.get(k, math.nan) for k in keys})
         row["best_val"] = _best(r.history, r.monitor, "min" if "loss" in r.monitor else "max")
         row["monitor"] = r.monitor
+        row["dice_mean_over"] = r.means
         row["epochs"] = int(last["epoch"]) + 1 if math.isfinite(last.get("epoch", math.nan)) else 0
         row["train_time_s"] = last.get("time_s", math.nan)
         row["run"] = str(r.run_dir)

@@ -11,6 +11,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -22,7 +23,7 @@ from bioseg.errors import BiosegError
 from bioseg.inference.predictor import Predictor
 from bioseg.io import IMAGE_SUFFIXES, read_mask
 from bioseg.io.folders import check_output_folder
-from bioseg.metrics import confusion_matrix, scores_from_confusion
+from bioseg.metrics import confusion_matrix, describe_mean, scores_from_confusion
 from bioseg.workflows.split_predictions import output_stem, predict_split, split_samples
 
 
@@ -33,6 +34,7 @@ class EvalResult:
     per_image: list[dict[str, float | str]]
     heads: dict[str, dict[str, float]] = field(default_factory=dict)
     instances: dict | None = None  # aggregated instance scores (to_dict), when objects were predicted
+    means: dict[str, str] = field(default_factory=dict)  # per head: what dice_mean averages, in words
 
     @property
     def metrics_json(self) -> Path:
@@ -40,10 +42,10 @@ class EvalResult:
 
 
 class _Accumulator:
-    """Summed confusion matrix and per-image scores of one head."""
+    """Summed confusion matrix and per-image scores of one head; ``background`` is left out of means."""
 
-    def __init__(self, num_classes: int, class_names: list[str]) -> None:
-        self.num_classes, self.class_names = num_classes, class_names
+    def __init__(self, num_classes: int, class_names: list[str], background: int | None = 0) -> None:
+        self.num_classes, self.class_names, self.background = num_classes, class_names, background
         self.total = np.zeros((num_classes, num_classes), dtype=np.int64)
         self.rows: list[dict[str, float | str]] = []
 
@@ -52,12 +54,17 @@ class _Accumulator:
             raise BiosegError(f"prediction for {name} has shape {pred.shape} but its mask has {truth.shape}")
         cm = confusion_matrix(pred, truth, self.num_classes).numpy()
         self.total += cm
-        self.rows.append({"image": name, **scores_from_confusion(cm, self.class_names)})
+        self.rows.append({"image": name, **scores_from_confusion(cm, self.class_names, self.background)})
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        scores = scores_from_confusion(self.total, self.class_names)
+    @property
+    def means(self) -> str:
+        """What ``dice_mean`` and ``iou_mean`` average, in words."""
+        return describe_mean(self.class_names, self.background)
+
+    def summary(self) -> dict[str, Any]:
+        scores = scores_from_confusion(self.total, self.class_names, self.background)
         mean = {k: float(np.mean([r[k] for r in self.rows])) for k in scores}
-        return {"dataset": scores, "mean_per_image": mean}
+        return {"background_class": self.background, "means": self.means, "dataset": scores, "mean_per_image": mean}
 
 
 def _write(out_dir: Path, heads: dict[str, _Accumulator], extra: dict, instance_scores: list) -> EvalResult:
@@ -83,6 +90,7 @@ def _write(out_dir: Path, heads: dict[str, _Accumulator], extra: dict, instance_
         heads[first].rows,
         {k: v["dataset"] for k, v in summaries.items()},
         instances,
+        {k: v["means"] for k, v in summaries.items()},
     )
 
 
@@ -101,8 +109,9 @@ def _write_instances(out_dir: Path, scores: list) -> dict:
 def evaluate_run(
     run: str | Path, split: str = "test", out_dir: str | Path | None = None, progress: bool = True, **infer
 ) -> EvalResult:
-    """Predict the run's ``split`` (train/val/test of its fold) and score it against the masks."""
-    from bioseg.data.head_targets import class_names, instance_labels, make_head_targets
+    """Predict the run's ``split`` (train/val/test of its fold) and score it against the masks. ``infer``
+    overrides the run's inference settings (e.g. ``precision="fp32"``); those used go into metrics.json."""
+    from bioseg.data.head_targets import background_class, class_names, instance_labels, make_head_targets
     from bioseg.inference.files import write_prediction
     from bioseg.inference.instances import predict_instances
     from bioseg.metrics.instance import match_instances
@@ -111,7 +120,10 @@ def evaluate_run(
     cfg = predictor.cfg
     samples = split_samples(cfg, split)
     _check_head_masks(samples, cfg, split)
-    heads = {name: _Accumulator(h.classes, class_names(cfg, name)) for name, h in cfg.heads.items()}
+    heads = {
+        name: _Accumulator(h.classes, class_names(cfg, name), background_class(cfg, name))
+        for name, h in cfg.heads.items()
+    }
     run_dir = predictor.bundle.run_dir
     out = check_output_folder(Path(out_dir) if out_dir else run_dir / "predictions" / split)
     instance_scores = []
@@ -126,7 +138,7 @@ def evaluate_run(
         if instances is not None and not isinstance(item.mask, dict):
             instance_scores.append(match_instances(instances, instance_labels(item.mask, cfg.data.labels)))
         write_prediction(out, output_stem(item), item.raw, item.prediction, predictor, instances)
-    extra = {"run": str(run_dir), "split": split, "fold": cfg.data.fold}
+    extra = {"run": str(run_dir), "split": split, "fold": cfg.data.fold, "precision": predictor.infer.precision}
     if rescaling:
         extra["rescale"] = predictor.infer.object_size or predictor.infer.rescale
     return _write(out, heads, extra, instance_scores)
@@ -170,9 +182,11 @@ def evaluate_folders(
     mask_values: dict[int, int] | None = None,
     instances: bool = False,
     out_dir: str | Path | None = None,
+    background_class: int | None = 0,
 ) -> EvalResult:
     """Score label images in ``pred_dir`` (``<stem>_labels.tif``, or ``<stem>_instances.tif`` with
-    ``instances``) against the masks in ``gt_dir`` paired by stem."""
+    ``instances``) against the masks in ``gt_dir`` paired by stem; ``background_class`` is left out of
+    the means (None: every class counts)."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     out = check_output_folder(Path(out_dir) if out_dir else pred_dir)
     for folder in (pred_dir, gt_dir):
@@ -207,7 +221,7 @@ def evaluate_folders(
             acc.add(stem, (pred > 0).astype(np.int64), (truth > 0).astype(np.int64))
         return _write(out, {"objects": acc}, extra, scores)
     n = num_classes or max(2, max(int(max(p.max(), t.max())) + 1 for _, p, t in loaded))
-    acc = _Accumulator(n, [f"class_{i}" for i in range(n)])
+    acc = _Accumulator(n, [f"class_{i}" for i in range(n)], background_class)
     for stem, pred, truth in loaded:
         if truth.max() >= n or pred.max() >= n:
             raise BiosegError(f"{stem} holds labels ≥ {n}; pass --classes or --mask-values to map them")

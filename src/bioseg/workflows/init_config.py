@@ -233,13 +233,14 @@ def _describe_labels(raw: dict[str, Any], report, dims: int, voxel) -> dict[str,
     if not looks_like_instances(values):
         data["classes"], data["mask_values"] = infer_classes(values)
         return {}
-    unit = float(min(voxel)) if voxel else 1.0  # lengths below are read in voxel-size units
+    unit = float(min(voxel)) if voxel else 1.0  # the weight map's sigma is read in voxel-size units
     data["labels"] = "instance"  # objects: learn their inside and their borders, then split them there
     raw["heads"] = {
         "foreground": {"type": "binary", "target": "foreground"},
         "boundaries": {"type": "binary", "target": "boundary", "weight_map": {"w0": 5.0, "sigma": 3.0 * unit}},
     }
-    raw["post"] = {"instances": {"mode": "boundary", "h": unit, **INSTANCE_POST[dims]}}
+    # h is a number of voxels (of the finest axis) whatever the voxel size: one in-plane voxel
+    raw["post"] = {"instances": {"mode": "boundary", "h": 1.0, **INSTANCE_POST[dims]}}
     return {}
 
 

@@ -174,9 +174,11 @@ def _train_and_score(config, cfg, run_overrides, fold, split, reuse, progress) -
     run_dir = cfg.run_dir
     if not (reuse and (run_dir / "model" / "model.json").is_file()):
         run_dir = train(config, fold=fold, overrides=run_overrides, progress=progress).run_dir
-    scores = evaluate_run(run_dir, split=split, progress=progress).scores
+    evaluation = evaluate_run(run_dir, split=split, progress=progress)
+    scores = evaluation.scores
     row: dict[str, Any] = {"run": str(run_dir)}
     row.update({k: scores[k] for k in ("dice_mean", "iou_mean", "accuracy")})
+    row["dice_mean_over"] = next(iter(evaluation.means.values()), "")
     row.update({k: v for k, v in scores.items() if k.startswith("dice/")})
     row.update(class_recall(run_dir, split))
     return row

@@ -27,17 +27,17 @@ from bioseg.workflows.split_predictions import predict_split, split_samples
 __all__ = ["default_grid", "tune_instances", "tune_run"]
 
 
-def default_grid(cfg: Experiment, spacing: Sequence[float] | None = None) -> dict[str, tuple[float, ...]]:
+def default_grid(cfg: Experiment) -> dict[str, tuple[float, ...]]:
     """The parameters worth searching for ``cfg.post.instances.mode``, around the configured values.
 
-    Lengths (``h``) are in voxel-size units: multiples of the smallest voxel size in ``spacing``.
+    Lengths (``h``, ``min_distance``, ``sigma_seeds``) are numbers of voxels of the finest axis, so the
+    grid is the same with or without a voxel size.
     """
     inst = cfg.post.instances
     if inst.mode not in ("boundary", "foreground"):
         raise BiosegError(f"post.instances.mode is '{inst.mode}'; set it to 'boundary' or 'foreground' to tune it")
-    unit = float(min(spacing)) if spacing else 1.0
     if inst.seed_method == "h_maxima":
-        seeds: dict[str, tuple[float, ...]] = {"h": tuple(round(k * unit, 6) for k in (1.0, 2.0, 4.0))}
+        seeds: dict[str, tuple[float, ...]] = {"h": (1.0, 2.0, 4.0)}
     else:
         seeds = {"min_distance": (2, 3, 5, 8)}
     # the smoothing before the seeds decides whether small cells get one: on the ovule membranes
@@ -69,7 +69,8 @@ def tune_instances(
         truths: per image, instance labels ``(*spatial)``.
         cfg: the run's config; ``post.instances`` gives the mode and every parameter not in ``grid``.
         spacings: per image, the voxel size (None: isotropic units).
-        grid: ``{parameter: values}`` of ``post.instances``; default :func:`default_grid`.
+        grid: ``{parameter: values}`` of ``post.instances``; default :func:`default_grid`. Lengths are
+            numbers of voxels or say their unit (``"0.5 um"``, which needs ``spacings``).
         iou: the IoU at which F1 is read.
         scales: per image, the factor it was predicted at (``Prediction.scale``; None: all 1).
 
@@ -84,7 +85,7 @@ def tune_instances(
         )
     spacings = list(spacings) if spacings is not None else [None] * len(truths)
     scales = list(scales) if scales is not None else [1.0] * len(truths)
-    grid = dict(grid) if grid is not None else default_grid(cfg, spacings[0])
+    grid = dict(grid) if grid is not None else default_grid(cfg)
     fields = type(cfg.post.instances).model_fields
     unknown = sorted(set(grid) - set(fields))
     if unknown:
@@ -116,14 +117,16 @@ def tune_run(
     iou: float = 0.5,
     apply: bool = False,
     progress: bool = True,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Tune ``post.instances`` of a trained run on the labelled images of ``split`` (train, val or test).
 
     Writes ``instances_tuning.json`` in the run folder (the configured values, the chosen ones and every
     point tried); with ``apply`` the chosen values also go into the run's model description, so that
-    ``predict`` and ``evaluate`` use them from then on. Returns that document.
+    ``predict`` and ``evaluate`` use them from then on. ``precision`` (auto, fp32, bf16, fp16; None: the
+    run's ``infer.precision``) is the one the maps are predicted in, and is recorded. Returns that document.
     """
-    predictor = Predictor.from_run(run)
+    predictor = Predictor.from_run(run, precision=precision)
     cfg = predictor.cfg
     if cfg.post.instances.mode == "off":
         raise BiosegError(f"{run} predicts no objects (post.instances.mode is off); nothing to tune")
@@ -138,10 +141,10 @@ def tune_run(
         truths.append(instance_labels(item.mask, cfg.data.labels))
         spacings.append(item.spacing)
         scales.append(item.prediction.scale)
-    before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg, spacings[0]))}
+    before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg))}
     best, tried = tune_instances(probabilities, truths, cfg, spacings, grid, iou, scales)
-    doc = {"split": split, "images": len(samples), "iou": iou, "configured": before, "chosen": best,
-           "applied": apply, "tried": tried}  # fmt: skip
+    doc = {"split": split, "images": len(samples), "iou": iou, "precision": predictor.infer.precision,
+           "configured": before, "chosen": best, "applied": apply, "tried": tried}  # fmt: skip
     if apply:  # model.json rewritten whole: its summary follows the experiment
         tuned = cfg.model_copy(deep=True)
         for key, value in best.items():
