@@ -34,7 +34,8 @@ META = "model.json"
 FORMAT = "bioseg-model"
 #: 1: the experiment and a summary; 2: adds ``network``, the description the network is built from, and
 #: foreground objects read every post.instances option that applies to them; 3: the seed lengths of
-#: post.instances say their unit (a number is voxels, ``"0.5 um"`` micrometres)
+#: post.instances say their unit (a number is voxels, ``"0.5 um"`` micrometres), and ``objects`` holds
+#: the training objects' sizes (None in models migrated from earlier formats: they were not measured)
 FORMAT_VERSION = 3
 
 
