@@ -18,7 +18,7 @@ Reported per dataset, model, rescale mode and factor: F1 at IoU 0.5 (objects poo
 images), foreground Dice (pooled), the median factor applied; the target is F1 within 0.05 of F1 at 1×
 at every factor. Numbers: ``results/scale.json``; ``--quick`` writes to a temporary folder.
 
-    python benchmarks/bench_scale.py [--minutes 6] [--quick] [--datasets dsb2018 isbi2012]
+    python benchmarks/bench_scale.py [--minutes 6] [--quick] [--datasets dsb2018 isbi2012] [--work DIR]
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ def train_model(
     from bioseg.engine.trainer import train
     from bioseg.workflows.init_config import infer_config, write_config
 
+    run_dir = work / "runs" / name / "fold_0"
+    done_before = work / f"{name}.json"
+    if (run_dir / "model" / "model.json").is_file() and done_before.is_file():  # --work of an earlier run
+        return {**json.loads(done_before.read_text()), "run_dir": run_dir}
     raw = infer_config(root, name=name)
     raw["output_dir"] = str(work / "runs")
     raw["data"]["splits_dir"] = str(splits)
@@ -70,8 +74,10 @@ def train_model(
     start = time.monotonic()
     result = train(path, overrides=[*overrides, *budget], progress=False)
     done = int(result.history[-1]["epoch"]) + 1 if result.history else 0
-    return {"run_dir": result.run_dir, "augment": augment, "planned_epochs": plan["epochs"], "epochs_done": done,
+    info = {"augment": augment, "planned_epochs": plan["epochs"], "epochs_done": done,
             "train_s": round(time.monotonic() - start, 1)}  # fmt: skip
+    done_before.write_text(json.dumps(info))
+    return {**info, "run_dir": result.run_dir}
 
 
 def test_pairs(root: Path, splits: Path, cfg: Any) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -174,6 +180,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny budgets, a DSB subset, temporary output")
     parser.add_argument("--datasets", nargs="+", default=["dsb2018", "isbi2012"])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--work", type=Path, default=None, help="keep the trained runs here (reused when present)")
     args = parser.parse_args()
     if not DATASETS.is_dir():
         print(f"skipped: {DATASETS} is absent (the real datasets this benchmark needs)")
@@ -183,8 +190,9 @@ def main() -> int:
     doc: dict[str, Any] = {"machine": C.machine(), "factors": list(FACTORS), "scale_augmentation": SCALE_AUG,
                            "minutes_per_model": minutes, "datasets": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
         for name in args.datasets:
-            doc["datasets"][name] = run_dataset(name, Path(tmp), minutes, args.quick)
+            doc["datasets"][name] = run_dataset(name, work, minutes, args.quick)
     headers = ["dataset", "model", "rescale", *(f"F1 {f}×" for f in FACTORS), "worst − 1×", "within 0.05"]
     print(C.table(verdicts(doc), headers))
     C.write_result("scale", doc, out_dir)

@@ -57,7 +57,13 @@ def test_training_sizes_pool_masks_and_give_physical_units():
     assert sizes["count"] == 24
     assert sizes["diameter_px"]["median"] == pytest.approx(12, rel=0.1)
     assert sizes["diameter_um"] == pytest.approx(sizes["diameter_px"]["median"] * 0.5, rel=1e-3)
-    assert sizes["depth_diameter_px"] == pytest.approx(12, rel=0.1)
+    assert sizes["depth_diameter_px"]["median"] == pytest.approx(12, rel=0.1)
+
+
+def test_depth_diameters_spread_over_masks_of_several_magnifications():
+    sizes = training_object_sizes([discs(r, seed=i) for i, r in enumerate((4.0, 6.0, 8.0, 10.0, 12.0))], True)
+    depth = sizes["depth_diameter_px"]
+    assert depth["p10"] < 10 < depth["median"] < 18 < depth["p90"]  # one per mask, not pooled
 
 
 def test_semantic_masks_count_connected_components():

@@ -36,10 +36,14 @@ def predictor(objects=None, **infer) -> Predictor:
     return p
 
 
-def test_factor_is_one_near_the_training_size_and_clipped_far_from_it():
-    assert rescale.factor_for(20.0, 19.0) == 1.0
-    assert rescale.factor_for(20.0, 40.0) == pytest.approx(0.5)
-    assert rescale.factor_for(20.0, 200.0) == rescale.LIMITS[0]
+SIZES = {"p10": 12.0, "median": 16.0, "p90": 20.0}  # depth diameters of training masks, pixels
+
+
+def test_factor_is_one_within_the_training_spread_and_clipped_far_from_it():
+    assert rescale.factor_for(SIZES, 12.0) == rescale.factor_for(SIZES, 22.0) == 1.0
+    assert rescale.factor_for(SIZES, 32.0) == pytest.approx(0.5)  # to the training median
+    assert rescale.factor_for(SIZES, 8.0) == pytest.approx(2.0)
+    assert rescale.factor_for(SIZES, 200.0) == rescale.LIMITS[0]
 
 
 @pytest.mark.parametrize("factor", [0.6, 1.5])
@@ -53,14 +57,13 @@ def test_rescaled_prediction_comes_back_at_the_image_size(factor):
     assert objects.shape == (33, 34) and objects.max() == 1
 
 
-@pytest.mark.parametrize("radius", [6.0, 12.0, 20.0])
+@pytest.mark.parametrize("radius", [4.0, 9.0, 20.0])
 def test_auto_measures_the_objects_and_brings_them_to_the_training_size(radius):
-    p = predictor(objects={"depth_diameter_px": 16.0}, rescale="auto")
+    p = predictor(objects={"depth_diameter_px": SIZES}, rescale="auto")
     labels = discs(radius, shape=(200, 200), n=8)
     prediction = p.predict((labels > 0).astype(np.float32))
-    expected = 16.0 / (2 * radius)
-    assert prediction.scale == pytest.approx(1.0 if abs(np.log(expected)) < np.log(rescale.TOLERANCE) else expected,
-                                             rel=0.1)  # fmt: skip
+    expected = 1.0 if rescale.in_range(SIZES, 2 * radius) else 16.0 / (2 * radius)
+    assert prediction.scale == pytest.approx(expected, rel=0.1)
     assert prediction.object_size == pytest.approx(2 * radius, rel=0.1)
     objects = predict_instances(prediction.probabilities, p.cfg, scale=prediction.scale)
     assert objects.max() == labels.max()
@@ -68,13 +71,13 @@ def test_auto_measures_the_objects_and_brings_them_to_the_training_size(radius):
 
 
 def test_auto_at_the_training_size_predicts_once():
-    p = predictor(objects={"depth_diameter_px": 16.0}, rescale="auto")
+    p = predictor(objects={"depth_diameter_px": SIZES}, rescale="auto")
     p.predict((discs(8.0, shape=(64, 64), n=2) > 0).astype(np.float32))
     assert len(p._fast_net.calls) == 1  # the first pass is kept: no resampling near the training size
 
 
 def test_given_object_size_sets_the_factor_without_measuring():
-    p = predictor(objects={"depth_diameter_px": 16.0}, object_size=32.0)
+    p = predictor(objects={"depth_diameter_px": SIZES}, object_size=32.0)
     prediction = p.predict(np.zeros((40, 40), np.float32))
     assert prediction.scale == pytest.approx(0.5) and prediction.object_size == 32.0
     assert len(p._fast_net.calls) == 1  # one pass, at the given factor

@@ -62,24 +62,31 @@ def object_labels(mask: np.ndarray, instance: bool) -> np.ndarray:
     return ndi.label(np.asarray(mask) > 0)[0]
 
 
+def _quantiles(values: np.ndarray) -> dict[str, float]:
+    p10, median, p90 = (round(float(v), 2) for v in np.percentile(values, (10, 50, 90)))
+    return {"p10": p10, "median": median, "p90": p90}
+
+
 def training_object_sizes(
     masks: list[np.ndarray], instance: bool, spacing: tuple[float, ...] | None = None
 ) -> dict[str, Any] | None:
     """What a model stores about its training objects, from the masks of its training split.
 
-    ``{"count", "diameter_px": {"p10", "median", "p90"}, "depth_diameter_px"}``, plus ``diameter_um`` (the
-    median in physical units, from each object's area or volume) when ``spacing`` is known. None when the
-    masks hold no object.
+    ``{"count", "diameter_px", "depth_diameter_px"}``: the equivalent diameters of every object, and the
+    depth diameter of each mask, as 10th percentile, median and 90th percentile — per mask, because a
+    training set often mixes magnifications (DSB 2018: 11 to 47 px between images), and an image is
+    in the model's range when it is in that spread, not when it matches a pooled mean. Plus
+    ``diameter_um`` (the median in physical units, from each object's area or volume) when ``spacing``
+    is known. None when the masks hold no object.
     """
     diameters = np.concatenate([equivalent_diameters(object_labels(m, instance)) for m in masks] or [np.zeros(0)])
-    depth = depth_diameter([np.asarray(m) > 0 for m in masks])
-    if diameters.size == 0 or depth is None:
+    depths = np.array([d for d in (depth_diameter(np.asarray(m) > 0) for m in masks) if d is not None])
+    if diameters.size == 0 or depths.size == 0:
         return None
-    p10, median, p90 = (round(float(v), 2) for v in np.percentile(diameters, (10, 50, 90)))
     sizes: dict[str, Any] = {
         "count": int(diameters.size),
-        "diameter_px": {"p10": p10, "median": median, "p90": p90},
-        "depth_diameter_px": round(depth, 3),
+        "diameter_px": _quantiles(diameters),
+        "depth_diameter_px": _quantiles(depths),
     }
     if spacing is not None:
         physical = np.concatenate([equivalent_diameters(object_labels(m, instance), spacing) for m in masks])

@@ -179,7 +179,7 @@ class Predictor:
         """(factor, object size) when no measurement is needed; (None, None) for ``rescale: auto``."""
         if self.infer.object_size is not None:
             size = self.infer.object_size
-            return rescale.factor_for(rescale.reference_size(self.objects), size), size
+            return rescale.factor_for(rescale.reference_sizes(self.objects), size), size
         if self.infer.rescale == "off":
             return 1.0, None
         if self.infer.rescale == "auto":
@@ -188,11 +188,12 @@ class Predictor:
 
     def _predict_rescaled(self, image: np.ndarray) -> Prediction:
         """Predict ``(C, *spatial)`` resized by the factor ``infer`` asks for (see :mod:`.rescale`); with
-        ``auto``, a first prediction at the image's own size measures its objects, and one in the resized
-        image checks the factor (a factor off by more than the tolerance is corrected once)."""
+        ``auto``, a first prediction at the image's own size measures its objects, and when they are
+        outside the training spread, one in the resized image checks the factor (corrected once when
+        the objects are still outside)."""
         factor, size = self._fixed_factor()
         if factor is None:
-            reference = rescale.reference_size(self.objects)
+            reference = rescale.reference_sizes(self.objects)
             probs = self._probabilities(image)
             size = rescale.predicted_object_size(probs, self.cfg)
             factor = 1.0 if size is None else rescale.factor_for(reference, size)
@@ -200,13 +201,13 @@ class Predictor:
                 return self._finish(probs, 1.0, size)
             probs = self._probabilities_at(image, factor)
             seen = rescale.predicted_object_size(probs, self.cfg)
-            if seen is not None and rescale.factor_for(reference, seen) != 1.0:
-                factor = float(np.clip(factor * reference / seen, *rescale.LIMITS))
+            if seen is not None and not rescale.in_range(reference, seen):
+                factor = float(np.clip(factor * reference["median"] / seen, *rescale.LIMITS))
                 probs = self._probabilities_at(image, factor)
-            size = reference / factor
+                size = reference["median"] / factor  # the first measure was off: what the factor implies
+        elif factor == 1.0:
+            return self._finish(self._probabilities(image), 1.0, size)
         else:
-            if factor == 1.0:
-                return self._finish(self._probabilities(image), 1.0, size)
             probs = self._probabilities_at(image, factor)
         spatial = image.shape[1:]
         return self._finish({h: resample(p, spatial, nearest=False) for h, p in probs.items()}, factor, size)
