@@ -5,7 +5,7 @@ real data in ../shared/datasets, training and tuning on those datasets only: the
 masks, nearest) are resized by 0.5, 0.75, 1, 1.5 and 2, and each model predicts them with ``infer.rescale``
 off and ``auto`` (objects measured on a first prediction, image resized to the training size, results
 mapped back). Models: init-config's, trained for a wall-clock budget, without and with scale
-augmentation (``{name: scale, range: …}``).
+augmentation (``{name: scale, p: 0.5, range: …}``, a wide and a narrow range: :data:`MODELS`).
 
 - ``dsb2018``: the 210 DSB 2018 nuclei images, the split of bench_instances_real (make_splits, 20 % test,
   seed 0); init-config's instance set-up (foreground + boundary heads, boundary mode), 128² patches, bf16.
@@ -36,7 +36,12 @@ import numpy as np
 from bench_instances_real import DATASETS, dsb_split, log, plan_epochs
 
 FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
-SCALE_AUG = {"name": "scale", "p": 0.5, "range": [0.5, 2.0]}
+#: the models compared: init-config's augmentation, plus scale augmentation over a wide and a narrow range
+MODELS = {
+    "no_scale_aug": None,
+    "scale_aug": {"name": "scale", "p": 0.5, "range": [0.5, 2.0]},
+    "scale_aug_narrow": {"name": "scale", "p": 0.5, "range": [0.75, 1.33]},
+}
 
 
 def isbi_split(out: Path) -> tuple[Path, dict[str, Any]]:
@@ -151,7 +156,7 @@ def run_dataset(name: str, work: Path, minutes: float, quick: bool) -> dict[str,
         overrides = ["train.precision=bf16-mixed", "infer.precision=bf16", "post.instances.mode=foreground",
                      "post.instances.foreground_method=components", "post.instances.min_size=20"]  # fmt: skip
     doc: dict[str, Any] = {"protocol": protocol, "models": {}}
-    for label, augment in (("no_scale_aug", None), ("scale_aug", SCALE_AUG)):
+    for label, augment in MODELS.items():
         log(f"  {name}: training {label} ({minutes:g} min)")
         trained = train_model(f"{name}_{label}", root, splits, work, minutes, overrides, augment)
         cfg = config_mod.load(Path(trained["run_dir"]) / "config.yaml")
@@ -187,7 +192,7 @@ def main() -> int:
         return 0
     minutes = 0.5 if args.quick else args.minutes
     out_dir = args.out or (Path(tempfile.mkdtemp()) if args.quick else C.RESULTS)
-    doc: dict[str, Any] = {"machine": C.machine(), "factors": list(FACTORS), "scale_augmentation": SCALE_AUG,
+    doc: dict[str, Any] = {"machine": C.machine(), "factors": list(FACTORS), "models": MODELS,
                            "minutes_per_model": minutes, "datasets": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
