@@ -162,8 +162,11 @@ def run_dataset(name: str, work: Path, minutes: float, quick: bool) -> dict[str,
         cfg = config_mod.load(Path(trained["run_dir"]) / "config.yaml")
         pairs = test_pairs(root, splits, cfg)
         model = json.loads((Path(trained["run_dir"]) / "model" / "model.json").read_text())
+        scored = work / f"{name}_{label}_scores.json"  # --work of an earlier run: its scores, same code
+        scores = json.loads(scored.read_text()) if scored.is_file() else evaluate(trained["run_dir"], pairs, {})
+        scored.write_text(json.dumps(scores))
         doc["models"][label] = {**trained, "run_dir": str(trained["run_dir"]), "objects": model.get("objects"),
-                                "scores": evaluate(trained["run_dir"], pairs, {})}  # fmt: skip
+                                "scores": scores}  # fmt: skip
     return doc
 
 
