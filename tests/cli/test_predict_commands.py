@@ -147,8 +147,9 @@ def test_training_stores_object_sizes_and_predict_rescales_by_them(trained, cell
     bundle = ModelBundle.load(run)
     names = load_split(cells_dir / "splits", 0)["train"]
     masks = [read_label_mask(cells_dir / "masks" / f"{n}.png", bundle.cfg) for n in names]
-    assert bundle.objects == training_object_sizes(masks, instance=False)  # measured on the training split
-    assert bundle.objects["count"] > 0
+    measured = training_object_sizes(masks, instance=False)  # on the training split
+    assert {k: bundle.objects[k] for k in measured} == measured and bundle.objects["count"] > 0
+    assert set(bundle.objects["predicted_depth_diameter_px"]) == {"p10", "median", "p90"}
     src = sorted((cells_dir / "images").iterdir())[0]
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / src.name).write_bytes(src.read_bytes())

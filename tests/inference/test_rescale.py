@@ -98,3 +98,18 @@ def test_resize_and_rescale_exclude_each_other():
 def test_a_fixed_factor_and_an_object_size_are_refused_together():
     with pytest.raises(Exception, match="keep one of them"):
         config.from_dict({"data": {"root": "."}, "infer": {"rescale": 2, "object_size": 10}})
+
+
+def test_the_reference_is_what_the_model_itself_predicts_on_training_images():
+    p = predictor()
+    images = [(discs(r, shape=(96, 96), n=3, seed=i) > 0).astype(np.float32)[None] for i, r in enumerate((5, 7, 9))]
+    sizes = rescale.predicted_sizes(p, images)
+    assert sizes["p10"] < sizes["median"] < sizes["p90"]
+    assert sizes["median"] == pytest.approx(14, rel=0.1)  # the middle one: discs of diameter 14
+    objects = {"depth_diameter_px": {"p10": 1.0, "median": 2.0, "p90": 3.0}, "predicted_depth_diameter_px": sizes}
+    assert rescale.reference_sizes(objects) == sizes  # preferred to the masks' sizes
+
+
+def test_a_model_with_only_boundary_heads_measures_no_reference():
+    raw = {"data": {"root": "."}, "heads": {"b": {"type": "binary", "target": "boundary"}}}
+    assert rescale.predicted_sizes(Predictor(Threshold(), config.from_dict(raw)), [np.zeros((1, 8, 8))]) is None

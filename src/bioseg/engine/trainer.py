@@ -87,7 +87,7 @@ def train(
     if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-    save_model(module.net, cfg, run_dir, training_objects(cfg, datamodule.train_samples))
+    save_model(module.net, cfg, run_dir, training_objects(cfg, datamodule.train_samples, module.net))
     write_snapshots(cfg, run_dir, datamodule)
     score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     history = read_metrics_csv(run_dir / "metrics.csv")
@@ -103,15 +103,21 @@ def train(
     )
 
 
-def training_objects(cfg: Experiment, samples: list[LoadedSample]) -> dict[str, Any] | None:
+def training_objects(cfg: Experiment, samples: list[LoadedSample], net: torch.nn.Module) -> dict[str, Any] | None:
     """Sizes of the objects in the training masks (the one mask of a sample, else its first head's
-    target), stored with the model so that prediction can match new images to them."""
+    target) and of those the trained ``net`` predicts in the training images: stored with the model so
+    that prediction can match new images to them (see :mod:`bioseg.inference.rescale`)."""
+    from bioseg.inference.predictor import Predictor
+    from bioseg.inference.rescale import predicted_sizes
+
     whole = all(s.mask is not None for s in samples)
     masks = [s.mask if whole else next(iter(s.targets.values())) for s in samples if s.targets]
-    if not masks:
-        return None
     spacing = tuple(cfg.data.voxel_size) if cfg.data.voxel_size else None
-    return training_object_sizes(masks, instance=whole and cfg.data.labels == "instance", spacing=spacing)
+    sizes = training_object_sizes(masks, instance=whole and cfg.data.labels == "instance", spacing=spacing)
+    if sizes is not None:
+        images = [s.image for s in samples if s.image.shape[0] == cfg.data.in_channels]  # not random channels
+        sizes["predicted_depth_diameter_px"] = predicted_sizes(Predictor(net, cfg), images)
+    return sizes
 
 
 def _note_h_of_earlier_configs(cfg: Experiment) -> None:
