@@ -219,3 +219,24 @@ def tune_instances(
 def _number(value: object) -> str:
     """A tuned value as written: numbers short (0.5, 2), lengths with their unit ('0.5 um')."""
     return f"{value:g}" if isinstance(value, int | float) else repr(value)
+
+
+@app.command()
+def calibrate(
+    run_dir: Path = typer.Argument(..., help="run folder (…/fold_0) or its model/ folder"),
+    split: str = typer.Option("val", help="labelled split the temperature is fitted on"),
+    apply: bool = typer.Option(True, "--apply/--no-apply", help="write the temperatures into the run's model"),
+    precision: str | None = typer.Option(None, help=PRECISION_HELP),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Temperature scaling: one temperature per head, fitted on SPLIT, so that probabilities match accuracy."""
+    from bioseg.workflows.calibrate import calibrate_run
+
+    doc = calibrate_run(run_dir, split=split, apply=apply, progress=progress, precision=precision)
+    for head, h in doc["heads"].items():
+        typer.echo(
+            f"{head}: temperature {h['temperature']:.3g}; calibration error (ECE) {h['ece_before']:.4f} → "
+            f"{h['ece_after']:.4f}, NLL {h['nll_before']:.4f} → {h['nll_after']:.4f} ({h['pixels']} {split} pixels)"
+        )
+    done = "written into the run's model (infer.temperature)" if apply else "not written (--no-apply)"
+    typer.echo(f"temperatures {done}; see calibration.json and calibration.png in the run folder")
