@@ -53,3 +53,9 @@ def test_an_ensemble_of_folds_is_not_scored_on_validation_images(trained_folds, 
     _, experiment = trained_folds
     assert run_cli("evaluate", experiment, "--split", "val", "--no-progress") == 2
     assert "--split test" in capsys.readouterr().err
+
+
+def test_tune_instances_takes_an_ensemble_of_folds_on_the_test_split_only(trained_folds, capsys):
+    _, experiment = trained_folds
+    assert run_cli("tune-instances", experiment, "--tta", "--no-progress") == 2  # default split: val
+    assert "--split test" in capsys.readouterr().err
