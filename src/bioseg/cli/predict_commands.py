@@ -117,6 +117,11 @@ def evaluate(
             out_dir=output,
             background_class=_parse_background(background_class or "0"),
         )
+    _say_scores(result)
+
+
+def _say_scores(result) -> None:
+    """Per head Dice, IoU and accuracy; a run's calibration; objects when predicted."""
     typer.echo(f"{len(result.per_image)} images")
     for head, s in result.heads.items():
         name = f"{head}: " if len(result.heads) > 1 else ""
