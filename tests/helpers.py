@@ -157,9 +157,10 @@ class PointwiseNet(torch.nn.Module):
 
     def __init__(self, dims: int, heads: dict[str, int], seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(seed)
         conv = torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d
-        self.heads = torch.nn.ModuleDict({h: conv(2, k, 1) for h, k in heads.items()})
+        with torch.random.fork_rng():  # seeded weights, the tests' random state untouched
+            torch.manual_seed(seed)
+            self.heads = torch.nn.ModuleDict({h: conv(2, k, 1) for h, k in heads.items()})
         self.size_divisor = 1
 
     def forward(self, x):

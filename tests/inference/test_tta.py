@@ -67,3 +67,13 @@ def test_tta_averages_the_views_of_a_model_that_is_not_equivariant():
     information = p.mutual_information["mask"]
     assert information[0, 0] > 0.7 and information.mean() > 0.3  # the views disagreed, most at the corners
     np.testing.assert_allclose(p.uncertainty["mask"], 1.0, atol=1e-5)  # a mean of 0.5: the most uncertain
+
+
+def test_tta_composes_with_rescaling():
+    net = PointwiseNet(2, {"mask": 1, "kind": 3})
+    raw = np.random.default_rng(4).normal(size=(2, 15, 11)).astype(np.float32)
+    plain = Predictor(net, two_heads(2, rescale=1.5)).predict(raw)
+    tta = Predictor(net, two_heads(2, rescale=1.5, tta=True)).predict(raw)
+    assert tta.scale == plain.scale == 1.5
+    assert tta.probabilities["kind"].shape == (3, 15, 11) and tta.mutual_information["kind"].shape == (15, 11)
+    np.testing.assert_allclose(tta.probabilities["kind"], plain.probabilities["kind"], atol=1e-5)
