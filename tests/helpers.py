@@ -147,3 +147,34 @@ def instance_config(root: Path, out: Path, **extra) -> dict:
         "post": {"instances": {"mode": "boundary", "h": 1.0}},
         **extra,
     }
+
+
+# --- models that answer every test-time view alike ---------------------------------------------------
+
+
+class PointwiseNet(torch.nn.Module):
+    """A 1×1 convolution per head: it commutes with every flip and turn of the image."""
+
+    def __init__(self, dims: int, heads: dict[str, int], seed: int = 0) -> None:
+        super().__init__()
+        conv = torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d
+        with torch.random.fork_rng():  # seeded weights, the tests' random state untouched
+            torch.manual_seed(seed)
+            self.heads = torch.nn.ModuleDict({h: conv(2, k, 1) for h, k in heads.items()})
+        self.size_divisor = 1
+
+    def forward(self, x):
+        return {h: conv(x) for h, conv in self.heads.items()}
+
+
+def two_heads(dims: int, **infer):
+    """A 2-channel experiment with a binary head 'mask' and a 3-class head 'kind'."""
+    patch = [8] * dims
+    from bioseg import config
+
+    return config.from_dict({
+        "model": {"spatial_dims": dims},
+        "data": {"root": ".", "patch_size": patch, "in_channels": 2},
+        "heads": {"mask": {"type": "binary"}, "kind": {"type": "multiclass", "classes": 3}},
+        "infer": {"precision": "fp32", "patch_size": patch, **infer},
+    })  # fmt: skip

@@ -14,11 +14,23 @@ from bioseg.cli.instance_options import instance_config, option, parse_spacing
 from bioseg.errors import BiosegError
 
 PRECISION_HELP = "auto, fp32, bf16 or fp16 (default: the run's infer.precision)"
+RUN_HELP = "run folder (…/fold_0), its model/ folder, or an experiment folder (runs/<name>: the ensemble of its folds)"
+ENSEMBLE_HELP = "another run to average with RUN_DIR (repeat: --ensemble A --ensemble B)"
+TTA_HELP = "average the 8 (2D) or 16 (3D) flipped and turned views (default: the run's infer.tta)"
+UNCERTAINTY_HELP = "write <stem>_uncertainty.tif: entropy, and mutual information between members/views"
+
+
+def _ensemble_option():
+    return typer.Option([], "--ensemble", help=ENSEMBLE_HELP)
+
+
+def _tta_option():
+    return typer.Option(None, "--tta/--no-tta", help=TTA_HELP)
 
 
 @app.command()
 def predict(
-    run_dir: Path = typer.Argument(..., help="run folder (…/fold_0) or its model/ folder"),
+    run_dir: Path = typer.Argument(..., help=RUN_HELP),
     inputs: list[Path] = typer.Argument(..., help="images or folders of images"),
     output: Path = typer.Option(Path("predictions"), "--output", "-o", help="output folder"),
     threshold: float | None = typer.Option(None, help="binary threshold (default: the run's)"),
@@ -30,6 +42,9 @@ def predict(
         None, help="match objects to the training size: off, auto (measured per image) or a factor (default: the run's)"
     ),
     object_size: float | None = typer.Option(None, help="diameter of the objects in these images, pixels"),
+    ensemble: list[Path] = _ensemble_option(),
+    tta: bool | None = _tta_option(),
+    uncertainty: bool = typer.Option(False, "--uncertainty", help=UNCERTAINTY_HELP),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Predict images: <stem>_prob.tif, <stem>_labels.tif and <stem>_overlay.png per image."""
@@ -48,6 +63,9 @@ def predict(
         precision=precision,
         rescale=rescale,
         object_size=object_size,
+        ensemble=ensemble,
+        tta=tta,
+        uncertainty=uncertainty,
     )
     typer.echo(f"wrote {len(written)} files to {output}")
 
@@ -69,9 +87,13 @@ def evaluate(
         None, help="match objects to the training size: off, auto (measured per image) or a factor (default: the run's)"
     ),
     object_size: float | None = typer.Option(None, help="diameter of the objects in these images, pixels"),
+    ensemble: list[Path] = _ensemble_option(),
+    tta: bool | None = _tta_option(),
+    uncertainty: bool = typer.Option(False, "--uncertainty", help=UNCERTAINTY_HELP),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
-    """Score predictions: metrics.json (per class and mean Dice, IoU, accuracy) and per_image.csv."""
+    """Score predictions: metrics.json (per class and mean Dice, IoU, accuracy; a run's calibration) and
+    per_image.csv."""
     from bioseg.workflows.evaluate import evaluate_folders, evaluate_run
 
     if truth is None:
@@ -79,11 +101,13 @@ def evaluate(
             raise BiosegError("--background-class is for folders of predictions; a run reads data.background_class")
         result = evaluate_run(
             source, split=split, out_dir=output, progress=progress, precision=precision, rescale=rescale,
-            object_size=object_size,
+            object_size=object_size, ensemble=ensemble, tta=tta, uncertainty=uncertainty,
         )
     else:
-        if precision is not None:
-            raise BiosegError("--precision applies to a run folder; predictions in a folder are scored as they are")
+        given = [n for n, v in (("--precision", precision), ("--ensemble", ensemble), ("--tta", tta),
+                                ("--uncertainty", uncertainty)) if v]  # fmt: skip
+        if given:
+            raise BiosegError(f"{given[0]} applies to a run folder; predictions in a folder are scored as they are")
         result = evaluate_folders(
             source,
             truth,
@@ -93,6 +117,11 @@ def evaluate(
             out_dir=output,
             background_class=_parse_background(background_class or "0"),
         )
+    _say_scores(result)
+
+
+def _say_scores(result) -> None:
+    """Per head Dice, IoU and accuracy; a run's calibration; objects when predicted."""
     typer.echo(f"{len(result.per_image)} images")
     for head, s in result.heads.items():
         name = f"{head}: " if len(result.heads) > 1 else ""
@@ -100,6 +129,10 @@ def evaluate(
             f"{name}Dice {s['dice_mean']:.4f}, IoU {s['iou_mean']:.4f}, accuracy {s['accuracy']:.4f}; "
             f"Dice and IoU are means {result.means[head]}"
         )
+    for head, c in result.calibration.items():
+        name = f"{head}: " if len(result.calibration) > 1 else ""
+        area = f"{c['uncertainty_auroc']:.4f}" if c["uncertainty_auroc"] is not None else "n/a (no wrong pixels)"
+        typer.echo(f"{name}calibration error (ECE) {c['ece']:.4f}; uncertainty finds wrong pixels with AUROC {area}")
     typer.echo(f"wrote {result.metrics_json} and {result.out_dir / 'per_image.csv'}")
     if result.instances is not None:
         row = next(r for r in result.instances["table"] if abs(r["threshold"] - 0.5) < 1e-6)
@@ -162,17 +195,21 @@ def instances(
 
 @app.command("tune-instances")
 def tune_instances(
-    run_dir: Path = typer.Argument(..., help="run folder (…/fold_0) of a model that predicts objects"),
+    run_dir: Path = typer.Argument(..., help=RUN_HELP),
     split: str = typer.Option("val", help="labelled split to tune on: train, val or test"),
     iou: float = typer.Option(0.5, help="IoU at which F1 is compared"),
     apply: bool = typer.Option(False, help="write the chosen values into the run's model (predict uses them)"),
     precision: str | None = typer.Option(None, help=PRECISION_HELP),
+    ensemble: list[Path] = _ensemble_option(),
+    tta: bool | None = _tta_option(),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Choose post.instances (threshold, seeds, merging) for the best F1 on a labelled split."""
     from bioseg.workflows.tune_instances import tune_run
 
-    doc = tune_run(run_dir, split=split, iou=iou, apply=apply, progress=progress, precision=precision)
+    doc = tune_run(
+        run_dir, split=split, iou=iou, apply=apply, progress=progress, precision=precision, ensemble=ensemble, tta=tta
+    )
     for row in doc["tried"]:
         values = "  ".join(f"{k} {_number(row[k])}" for k in doc["chosen"])
         mark = "  <- chosen" if all(row[k] == v for k, v in doc["chosen"].items()) else ""
@@ -187,3 +224,24 @@ def tune_instances(
 def _number(value: object) -> str:
     """A tuned value as written: numbers short (0.5, 2), lengths with their unit ('0.5 um')."""
     return f"{value:g}" if isinstance(value, int | float) else repr(value)
+
+
+@app.command()
+def calibrate(
+    run_dir: Path = typer.Argument(..., help="run folder (…/fold_0) or its model/ folder"),
+    split: str = typer.Option("val", help="labelled split the temperature is fitted on"),
+    apply: bool = typer.Option(True, "--apply/--no-apply", help="write the temperatures into the run's model"),
+    precision: str | None = typer.Option(None, help=PRECISION_HELP),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Temperature scaling: one temperature per head, fitted on SPLIT, so that probabilities match accuracy."""
+    from bioseg.workflows.calibrate import calibrate_run
+
+    doc = calibrate_run(run_dir, split=split, apply=apply, progress=progress, precision=precision)
+    for head, h in doc["heads"].items():
+        typer.echo(
+            f"{head}: temperature {h['temperature']:.3g}; calibration error (ECE) {h['ece_before']:.4f} → "
+            f"{h['ece_after']:.4f}, NLL {h['nll_before']:.4f} → {h['nll_after']:.4f} ({h['pixels']} {split} pixels)"
+        )
+    done = "written into the run's model (infer.temperature)" if apply else "not written (--no-apply)"
+    typer.echo(f"temperatures {done}; see calibration.json and calibration.png in the run folder")

@@ -17,7 +17,9 @@ from bioseg.errors import BiosegError
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="experiment YAML"),
-    fold: int | None = typer.Option(None, help="fold to train (default: data.fold)"),
+    fold: str | None = typer.Option(
+        None, help="fold to train, or 'all': every fold of the split in turn, finished ones kept (default: data.fold)"
+    ),
     overrides: list[str] = typer.Option([], "--set", help="override a key, e.g. --set train.epochs=5"),
     resume: bool = typer.Option(False, help="continue from checkpoints/last.ckpt"),
     progress: bool = typer.Option(True, help="show the progress bar (a line per epoch without it, or when redirected)"),
@@ -26,7 +28,40 @@ def train(
     from bioseg.engine.trainer import train as run_training
 
     progress = progress and sys.stderr.isatty()  # a bar in a log file is noise: lines per epoch instead
-    result = run_training(config, fold=fold, resume=resume, overrides=overrides, progress=progress)
+    if fold is not None and fold.strip().lower() == "all":
+        if resume:
+            raise BiosegError("--fold all continues interrupted folds by itself; drop --resume")
+        _train_all(config, overrides, progress)
+        return
+    result = run_training(config, fold=_fold_number(fold), resume=resume, overrides=overrides, progress=progress)
+    _say_trained(result)
+
+
+def _fold_number(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise BiosegError(f"--fold '{text}' is not a fold; give a fold number (0, 1, …) or 'all'") from None
+
+
+def _train_all(config: Path, overrides: list[str], progress: bool) -> None:
+    from bioseg.engine.folds import train_folds
+
+    def said(outcome) -> None:
+        if outcome.result is None:
+            typer.echo(f"fold {outcome.fold}: finished before, kept as it is ({outcome.run_dir})")
+            return
+        typer.echo(f"fold {outcome.fold}: {outcome.status}")
+        _say_trained(outcome.result)
+
+    outcomes = train_folds(config, overrides=overrides, progress=progress, on_fold=said)
+    experiment = outcomes[0].run_dir.parent
+    typer.echo(f"{len(outcomes)} folds in {experiment}; 'bioseg predict {experiment} …' averages them")
+
+
+def _say_trained(result) -> None:
     if result.init_report:
         typer.echo(f"initialised from model.init_from: {result.init_report}")
     typer.echo(f"run folder: {result.run_dir}")

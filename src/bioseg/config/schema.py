@@ -318,6 +318,15 @@ class InferConfig(Section):
         default=None, gt=0, description="diameter of the objects in the images to predict, pixels: rescale to "
         "the training size without measuring; None: measured when rescale is auto",
     )
+    tta: bool = Field(
+        default=False,
+        description="test-time augmentation: average the predictions of the flipped and turned image (2D: 8 "
+        "views; 3D: 16, z never swapped with y or x); about that many times slower",
+    )
+    temperature: dict[str, float] | None = Field(
+        default=None, description="per head, the logits are divided by it before the activation (written by "
+        "'bioseg calibrate'); None: 1",
+    )
 
     @field_validator("rescale")
     @classmethod

@@ -44,7 +44,21 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 def output_names(stem: str, head: str, single_head: bool) -> dict[str, str]:
     base = stem if single_head else f"{stem}_{head}"
-    return {"prob": f"{base}_prob.tif", "labels": f"{base}_labels.tif", "overlay": f"{base}_overlay.png"}
+    return {
+        "prob": f"{base}_prob.tif",
+        "labels": f"{base}_labels.tif",
+        "overlay": f"{base}_overlay.png",
+        "uncertainty": f"{base}_uncertainty.tif",
+    }
+
+
+def uncertainty_map(prediction: Prediction, head: str) -> np.ndarray:
+    """What ``<stem>_uncertainty.tif`` holds: the entropy ``(*spatial)`` in [0, 1]; with several members
+    or views, ``(2, *spatial)``: the entropy, then the mutual information between them."""
+    entropy = prediction.uncertainty[head]
+    if head not in prediction.mutual_information:
+        return entropy.astype(np.float32)
+    return np.stack([entropy, prediction.mutual_information[head]]).astype(np.float32)
 
 
 def _write_tiff_whole(path: Path, array: np.ndarray) -> Path:
@@ -61,8 +75,10 @@ def write_prediction(
     prediction: Prediction,
     predictor: Predictor,
     instances: np.ndarray | None = None,
+    uncertainty: bool = False,
 ) -> list[Path]:
-    """Write one image's outputs: per head probabilities, labels and an overlay; objects when given."""
+    """Write one image's outputs: per head probabilities, labels, an overlay and, with ``uncertainty``,
+    :func:`uncertainty_map`; objects when given."""
     from bioseg.reports.charts import save_overlay
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,17 +91,27 @@ def write_prediction(
         for key, array in (("prob", prediction.probabilities[head]), ("labels", labels.astype(label_dtype))):
             written.append(_write_tiff_whole(out_dir / names[key], array))
         written.append(save_overlay(out_dir / names["overlay"], image, labels, classes))
+        if uncertainty:
+            written.append(_write_tiff_whole(out_dir / names["uncertainty"], uncertainty_map(prediction, head)))
     if instances is not None:
         written.append(_write_tiff_whole(out_dir / f"{stem}_instances.tif", instances.astype(np.int32)))
     return written
 
 
 def predict_files(
-    run: str | Path, inputs: Iterable[str | Path], out_dir: str | Path, progress: bool = True, **infer
+    run: str | Path,
+    inputs: Iterable[str | Path],
+    out_dir: str | Path,
+    progress: bool = True,
+    ensemble: Iterable[str | Path] = (),
+    uncertainty: bool = False,
+    **infer,
 ) -> list[Path]:
-    """Predict every input image with the run's model; returns the files written."""
+    """Predict every input image with the run's model — or the mean of an ensemble: ``run`` an experiment
+    folder with several folds and/or more runs in ``ensemble`` — and return the files written.
+    ``uncertainty``: also ``<stem>_uncertainty.tif`` (see :func:`uncertainty_map`)."""
     out_dir = check_output_folder(out_dir)
-    predictor = Predictor.from_run(run, **infer)
+    predictor = Predictor.from_runs([run, *ensemble], **infer)
     files = expand_inputs(inputs)
     written: list[Path] = []
     scales: list[tuple[str, Prediction]] = []
@@ -94,7 +120,7 @@ def predict_files(
         raw = read_input(path, cfg.data, cfg.model.spatial_dims)
         prediction = predictor.predict(raw, name=str(path))
         instances = predict_instances(prediction.probabilities, cfg, voxel_spacing(path, cfg), scale=prediction.scale)
-        written += write_prediction(out_dir, path.stem, raw, prediction, predictor, instances)
+        written += write_prediction(out_dir, path.stem, raw, prediction, predictor, instances, uncertainty)
         if path.suffix.lower() == ".zarr":
             write_into_store(path, prediction, instances)
         scales.append((path.name, prediction))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,12 @@ from bioseg.data.dataset import prepare_image, read_input
 from bioseg.data.resize import fit_to_square, plan_fit, resample, restore
 from bioseg.errors import BiosegError
 from bioseg.inference import rescale
+from bioseg.inference.ensemble import Member, check_members, load_members, temperatures
 from bioseg.inference.heads import activate, to_labels
 from bioseg.inference.precision import autocast_dtype
 from bioseg.inference.tiling import sliding_window
+from bioseg.inference.tta import views_for
+from bioseg.inference.uncertainty import RunningMean, entropy, mutual_information, split_maps
 from bioseg.nn.blocks import ConvBlock
 from bioseg.nn.bundle import ModelBundle
 from bioseg.postprocess.semantic import clean_labels
@@ -73,12 +77,17 @@ def memory_format(spatial_dims: int) -> torch.memory_format:
 class Prediction:
     """Per head: probabilities ``(K, *spatial)`` float32 (K = 1 for a binary head) and labels ``(*spatial)``,
     at the image's own size. ``scale``: the factor the image was resized by for the network (1: not
-    resized); ``object_size``: the diameter of its objects that chose it, pixels (None: not measured)."""
+    resized); ``object_size``: the diameter of its objects that chose it, pixels (None: not measured).
+    ``uncertainty``: per head, the entropy of the probabilities ``(*spatial)`` in [0, 1];
+    ``mutual_information``: per head, the part of it due to disagreeing ensemble members or test-time
+    views (empty for a single prediction); see :mod:`bioseg.inference.uncertainty`."""
 
     probabilities: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     scale: float = 1.0
     object_size: float | None = None
+    uncertainty: dict[str, np.ndarray] = field(default_factory=dict)
+    mutual_information: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _validated_infer(model: type, values: dict[str, Any]) -> Any:
@@ -95,7 +104,10 @@ def _validated_infer(model: type, values: dict[str, Any]) -> Any:
 
 
 class Predictor:
-    """Sliding-window prediction with a run's model; every inference setting can be overridden."""
+    """Sliding-window prediction with a run's model, or the mean of several (an ensemble, see
+    :meth:`from_runs`), optionally over test-time views (``tta``); every inference setting can be
+    overridden. Members and views are averaged as probabilities, inside each scale the image is
+    predicted at."""
 
     def __init__(self, net: torch.nn.Module, cfg: Experiment, device: str | torch.device = "cpu", **infer: Any) -> None:
         self.cfg = cfg
@@ -109,6 +121,9 @@ class Predictor:
         self.net = net.to(self.device).eval()
         # what runs the tiles: BatchNorm folded into the convolutions, channels-last weights; built once
         self._fast_net = fold_batchnorm(self.net).to(memory_format=memory_format(self.spatial_dims))
+        self.members = [Member(self._fast_net, temperatures(cfg, self.infer.temperature, "model"))]
+        self.bundles: list[ModelBundle] = []  # the model folders of the members, when read from disk
+        self._size_divisor = getattr(self.net, "size_divisor", 1)
         self._autocast = autocast_dtype(self.device, self.infer.precision)
         self.objects: dict[str, Any] | None = None  # sizes of the training objects, for rescaling
         if cfg.data.resize and (self.infer.rescale != "off" or self.infer.object_size):
@@ -126,8 +141,36 @@ class Predictor:
     def from_bundle(cls, bundle: ModelBundle, device: str | torch.device = "cpu", **infer: Any) -> Predictor:
         predictor = cls(bundle.net, bundle.cfg, device=device, **infer)
         predictor.bundle = bundle
+        predictor.bundles = [bundle]
         predictor.objects = bundle.objects
         return predictor
+
+    @classmethod
+    def from_runs(cls, paths: list[str | Path], device: str | torch.device = "cpu", **infer: Any) -> Predictor:
+        """The ensemble of several runs (run folders, model folders, or experiment folders: all their
+        finished folds). The first member gives the settings (``infer`` overrides them for all) and the
+        training objects' sizes; each member keeps its own temperatures unless ``temperature`` is given."""
+        bundles = load_members(paths)
+        predictor = cls.from_bundle(bundles[0], device=device, **infer)
+        for bundle in bundles[1:]:
+            predictor.add_member(bundle.net, bundle.cfg, str(bundle.run_dir), infer.get("temperature"))
+            predictor.bundles.append(bundle)
+        return predictor
+
+    def add_member(
+        self, net: torch.nn.Module, cfg: Experiment, source: str = "member", temperature: dict | None = None
+    ) -> None:
+        """Average ``net`` (trained with ``cfg``, which must read images and predict heads alike) in."""
+        check_members([("the first member", self.cfg), (source, cfg)])
+        fast = fold_batchnorm(net.to(self.device).eval()).to(memory_format=memory_format(self.spatial_dims))
+        given = temperature if temperature is not None else cfg.infer.temperature
+        self.members.append(Member(fast, temperatures(cfg, given, source), source))
+        self._size_divisor = _lcm(self._size_divisor, getattr(net, "size_divisor", 1))
+
+    @property
+    def n_views(self) -> int:
+        """Predictions averaged per image: members × test-time views."""
+        return len(self.members) * len(views_for(self.spatial_dims, self.infer.tta))
 
     @property
     def spatial_dims(self) -> int:
@@ -167,13 +210,18 @@ class Predictor:
         """Predict an already normalised ``(C, *spatial)`` image."""
         return self._finish(self._probabilities(image))
 
-    def _finish(self, probs: dict[str, np.ndarray], scale: float = 1.0, size: float | None = None) -> Prediction:
-        """Labels (and cleanup) from probabilities ``{head: (K, *spatial)}``."""
-        labels = {}
+    def _finish(self, maps: dict[str, np.ndarray], scale: float = 1.0, size: float | None = None) -> Prediction:
+        """Labels (and cleanup) and uncertainty from probabilities ``{head: (K, *spatial)}`` (and, from
+        several views, their mean entropies: see :class:`RunningMean`)."""
+        probs, expected = split_maps(maps)
+        labels, uncertainty, information = {}, {}, {}
         for name, head in self.cfg.heads.items():
             lab = to_labels(torch.from_numpy(probs[name]), head.type, self.infer.threshold).numpy()
             labels[name] = clean_labels(lab, self.cfg.post.min_size, self.cfg.post.fill_holes)
-        return Prediction(probs, labels, scale, size)
+            uncertainty[name] = entropy(probs[name], head.type).numpy()
+            if name in expected:
+                information[name] = mutual_information(uncertainty[name], expected[name])
+        return Prediction(probs, labels, scale, size, uncertainty, information)
 
     def _fixed_factor(self) -> tuple[float | None, float | None]:
         """(factor, object size) when no measurement is needed; (None, None) for ``rescale: auto``."""
@@ -218,23 +266,37 @@ class Predictor:
 
     @torch.inference_mode()
     def _probabilities(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Head probabilities of a prepared image at its size: the mean over members and test-time views,
+        each view's prediction mapped back onto the image before it is added (and, with more than one,
+        their mean entropies, see :class:`RunningMean`)."""
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(self.device)
-        logits = sliding_window(
-            self._forward,
+        mean = RunningMean({name: head.type for name, head in self.cfg.heads.items()})
+        for member in self.members:
+            for view in views_for(self.spatial_dims, self.infer.tta):
+                logits = self.logits(view.apply(x), member)
+                mean.add({
+                    name: view.invert(activate(logits[name] * member.scale(name), head.type))
+                    for name, head in self.cfg.heads.items()
+                })  # fmt: skip
+        return mean.result()
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor, member: Member | None = None) -> dict[str, torch.Tensor]:
+        """Logits ``{head: (K, *spatial)}`` of a prepared image tensor ``(C, *spatial)``, tile by tile, from
+        one member (default the first), before any temperature."""
+        net = (member or self.members[0]).net
+        return sliding_window(
+            lambda batch: self._forward(batch, net),
             x,
             self.infer.patch_size,
             overlap=self.infer.overlap,
             blending=self.infer.blending,
             batch_size=self.infer.batch_size,
-            size_divisor=self.net.size_divisor,
+            size_divisor=self._size_divisor,
         )
-        return {
-            name: activate(logits[name], head.type).cpu().numpy().astype(np.float32, copy=False)
-            for name, head in self.cfg.heads.items()
-        }
 
-    def _forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Tiles ``(B, C, *patch)`` → logits ``{head: (B, K, *patch)}`` float32, through the fast network."""
+    def _forward(self, batch: torch.Tensor, net: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """Tiles ``(B, C, *patch)`` → logits ``{head: (B, K, *patch)}`` float32, through a fast network."""
         batch = batch.contiguous(memory_format=memory_format(self.spatial_dims))
         autocast = (
             torch.autocast(self.device.type, dtype=self._autocast)
@@ -242,5 +304,14 @@ class Predictor:
             else contextlib.nullcontext()
         )
         with autocast:
-            out = self._fast_net(batch)
+            out = (net or self._fast_net)(batch)
         return {k: v.float() for k, v in out.items()}
+
+
+def _lcm(a: int | tuple[int, ...] | list[int], b: int | tuple[int, ...] | list[int]) -> int | tuple[int, ...]:
+    """The size divisor that suits two networks (per axis when either gives one per axis)."""
+    if isinstance(a, int) and isinstance(b, int):
+        return math.lcm(a, b)
+    n = len(a) if not isinstance(a, int) else len(b)
+    a, b = ([a] * n if isinstance(a, int) else a), ([b] * n if isinstance(b, int) else b)
+    return tuple(math.lcm(int(x), int(y)) for x, y in zip(a, b, strict=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,18 @@ from bioseg.config import Experiment
 from bioseg.data.layouts import Sample
 from bioseg.data.preprocess import map_mask
 from bioseg.errors import BiosegError
-from bioseg.inference.predictor import Predictor
+from bioseg.inference.predictor import Prediction, Predictor
 from bioseg.io import IMAGE_SUFFIXES, read_mask
 from bioseg.io.folders import check_output_folder
 from bioseg.metrics import confusion_matrix, describe_mean, scores_from_confusion
-from bioseg.workflows.split_predictions import output_stem, predict_split, split_samples
+from bioseg.metrics.calibration import CalibrationTally, confidence_and_prediction
+from bioseg.workflows.split_predictions import (
+    output_stem,
+    predict_split,
+    results_dir,
+    split_predictor,
+    split_samples,
+)
 
 
 @dataclass
@@ -35,6 +43,7 @@ class EvalResult:
     heads: dict[str, dict[str, float]] = field(default_factory=dict)
     instances: dict | None = None  # aggregated instance scores (to_dict), when objects were predicted
     means: dict[str, str] = field(default_factory=dict)  # per head: what dice_mean averages, in words
+    calibration: dict[str, dict[str, Any]] = field(default_factory=dict)  # per head: ECE, uncertainty AUROC
 
     @property
     def metrics_json(self) -> Path:
@@ -107,16 +116,25 @@ def _write_instances(out_dir: Path, scores: list) -> dict:
 
 
 def evaluate_run(
-    run: str | Path, split: str = "test", out_dir: str | Path | None = None, progress: bool = True, **infer
+    run: str | Path,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    ensemble: Sequence[str | Path] = (),
+    uncertainty: bool = False,
+    **infer,
 ) -> EvalResult:
     """Predict the run's ``split`` (train/val/test of its fold) and score it against the masks. ``infer``
-    overrides the run's inference settings (e.g. ``precision="fp32"``); those used go into metrics.json."""
+    overrides the run's inference settings (e.g. ``precision="fp32"``, ``tta=True``); those used go into
+    metrics.json. ``run`` may be an experiment folder with several folds and ``ensemble`` names more runs:
+    their mean is scored (see :meth:`Predictor.from_runs`). Calibration (ECE, reliability.png) and the
+    AUROC of the uncertainty for wrong pixels are scored too; ``uncertainty`` writes its maps."""
     from bioseg.data.head_targets import background_class, class_names, instance_labels, make_head_targets
     from bioseg.inference.files import write_prediction
     from bioseg.inference.instances import predict_instances
     from bioseg.metrics.instance import match_instances
 
-    predictor = Predictor.from_run(run, **infer)
+    predictor = split_predictor([run, *ensemble], split, **infer)
     cfg = predictor.cfg
     samples = split_samples(cfg, split)
     _check_head_masks(samples, cfg, split)
@@ -124,24 +142,62 @@ def evaluate_run(
         name: _Accumulator(h.classes, class_names(cfg, name), background_class(cfg, name))
         for name, h in cfg.heads.items()
     }
-    run_dir = predictor.bundle.run_dir
+    run_dir = results_dir(predictor)
     out = check_output_folder(Path(out_dir) if out_dir else run_dir / "predictions" / split)
+    tallies = {name: CalibrationTally() for name in cfg.heads}
     instance_scores = []
     rescaling = predictor.infer.rescale != "off" or predictor.infer.object_size is not None
     for item in predict_split(predictor, samples, f"evaluating {split}", progress):
         targets, _ = make_head_targets(item.mask, cfg, with_weights=False)
         for head, acc in heads.items():
             acc.add(item.name, item.prediction.labels[head], targets[head])
+        _tally_calibration(tallies, item.prediction, targets, predictor)
         if rescaling:  # the factor each image was predicted at, beside its scores
             next(iter(heads.values())).rows[-1]["scale"] = round(item.prediction.scale, 4)
         instances = predict_instances(item.prediction.probabilities, cfg, item.spacing, scale=item.prediction.scale)
         if instances is not None and not isinstance(item.mask, dict):
             instance_scores.append(match_instances(instances, instance_labels(item.mask, cfg.data.labels)))
-        write_prediction(out, output_stem(item), item.raw, item.prediction, predictor, instances)
+        write_prediction(out, output_stem(item), item.raw, item.prediction, predictor, instances, uncertainty)
     extra = {"run": str(run_dir), "split": split, "fold": cfg.data.fold, "precision": predictor.infer.precision}
     if rescaling:
         extra["rescale"] = predictor.infer.object_size or predictor.infer.rescale
-    return _write(out, heads, extra, instance_scores)
+    extra |= _prediction_setup(predictor)
+    extra["calibration"] = _calibration(tallies, out)
+    result = _write(out, heads, extra, instance_scores)
+    result.calibration = extra["calibration"]
+    return result
+
+
+def _prediction_setup(predictor: Predictor) -> dict[str, Any]:
+    """What was averaged: the members, test-time views and temperatures."""
+    return {
+        "members": [str(b.run_dir) for b in predictor.bundles],
+        "tta": predictor.infer.tta,
+        "views_per_image": predictor.n_views,
+        "temperature": [m.temperature for m in predictor.members],
+    }
+
+
+def _tally_calibration(
+    tallies: dict[str, CalibrationTally], prediction: Prediction, targets: dict[str, np.ndarray], predictor: Predictor
+) -> None:
+    """Each head's confidences against the truth, and its uncertainty against its wrong pixels."""
+    for head, tally in tallies.items():
+        kind = predictor.cfg.heads[head].type
+        confidence, predicted = confidence_and_prediction(
+            prediction.probabilities[head], kind, predictor.infer.threshold
+        )
+        tally.add(confidence, predicted == targets[head], prediction.uncertainty[head])
+
+
+def _calibration(tallies: dict[str, CalibrationTally], out: Path) -> dict[str, dict[str, Any]]:
+    """Per head: ECE, AUROC of the uncertainty for wrong pixels, accuracy and the reliability bins;
+    ``reliability.png`` drawn from them."""
+    from bioseg.reports.calibration_charts import plot_reliability
+
+    docs = {head: tally.summary() for head, tally in tallies.items()}
+    plot_reliability({h: {**d["reliability"], "ece": d["ece"]} for h, d in docs.items()}, out / "reliability.png")
+    return docs
 
 
 def _check_head_masks(samples: list[Sample], cfg: Experiment, split: str) -> None:
@@ -165,7 +221,7 @@ def _label_files(folder: Path, suffix: str) -> dict[str, Path]:
         if suffix:
             if p.stem.endswith(suffix):
                 files[p.stem.removesuffix(suffix)] = p
-        elif not p.stem.endswith(("_prob", "_overlay", "_instances")):
+        elif not p.stem.endswith(("_prob", "_overlay", "_instances", "_uncertainty")):
             files[p.stem.removesuffix("_labels")] = p
     return files
 

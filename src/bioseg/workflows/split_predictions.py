@@ -3,7 +3,7 @@ what evaluation and post-processing tuning both walk through."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from bioseg.data.dataset import read_head_masks, read_input, voxel_spacing
 from bioseg.data.layouts import Sample, discover
 from bioseg.data.splits import split_for
 from bioseg.errors import BiosegError
+from bioseg.inference.ensemble import check_split
 from bioseg.inference.predictor import Prediction, Predictor
 
 
@@ -29,6 +30,24 @@ class SplitItem:
     prediction: Prediction
     mask: np.ndarray | dict[str, np.ndarray]
     spacing: tuple[float, ...] | None
+
+
+def split_predictor(runs: Sequence[str | Path], split: str, **infer) -> Predictor:
+    """The predictor of one run, or the ensemble of several (experiment folders: all their folds), for
+    scoring or tuning on ``split``; an ensemble of folds is refused on any split but test."""
+    predictor = Predictor.from_runs(list(runs), **infer)
+    check_split(predictor.bundles, split)
+    return predictor
+
+
+def results_dir(predictor: Predictor) -> Path:
+    """Where a predictor's scores go: its run folder; for an ensemble, the experiment folder its members
+    share, else ``ensemble/`` beside the first member."""
+    runs = [b.run_dir for b in predictor.bundles]
+    if len(runs) == 1:
+        return runs[0]
+    parents = {r.parent for r in runs}
+    return parents.pop() if len(parents) == 1 else runs[0].parent / "ensemble"
 
 
 def split_samples(cfg: Experiment, split: str) -> list[Sample]:

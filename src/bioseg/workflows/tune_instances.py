@@ -20,9 +20,8 @@ from bioseg.config.instances import unused_message, unused_options
 from bioseg.data.head_targets import instance_labels
 from bioseg.errors import BiosegError
 from bioseg.inference.instances import predict_instances
-from bioseg.inference.predictor import Predictor
 from bioseg.metrics.instance import aggregate, match_instances
-from bioseg.workflows.split_predictions import predict_split, split_samples
+from bioseg.workflows.split_predictions import predict_split, results_dir, split_predictor, split_samples
 
 __all__ = ["default_grid", "tune_instances", "tune_run"]
 
@@ -118,15 +117,19 @@ def tune_run(
     apply: bool = False,
     progress: bool = True,
     precision: str | None = None,
+    ensemble: Sequence[str | Path] = (),
+    tta: bool | None = None,
 ) -> dict[str, Any]:
     """Tune ``post.instances`` of a trained run on the labelled images of ``split`` (train, val or test).
 
     Writes ``instances_tuning.json`` in the run folder (the configured values, the chosen ones and every
     point tried); with ``apply`` the chosen values also go into the run's model description, so that
     ``predict`` and ``evaluate`` use them from then on. ``precision`` (auto, fp32, bf16, fp16; None: the
-    run's ``infer.precision``) is the one the maps are predicted in, and is recorded. Returns that document.
+    run's ``infer.precision``) is the one the maps are predicted in, and is recorded. ``ensemble`` (more
+    runs; an experiment folder ``run`` stands for its folds) and ``tta`` tune the objects of the averaged
+    maps: with ``apply`` the values go into every member. Returns that document.
     """
-    predictor = Predictor.from_run(run, precision=precision)
+    predictor = split_predictor([run, *ensemble], split, precision=precision, tta=tta)
     cfg = predictor.cfg
     if cfg.post.instances.mode == "off":
         raise BiosegError(f"{run} predicts no objects (post.instances.mode is off); nothing to tune")
@@ -144,11 +147,12 @@ def tune_run(
     before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg))}
     best, tried = tune_instances(probabilities, truths, cfg, spacings, grid, iou, scales)
     doc = {"split": split, "images": len(samples), "iou": iou, "precision": predictor.infer.precision,
+           "members": [str(b.run_dir) for b in predictor.bundles], "tta": predictor.infer.tta,
            "configured": before, "chosen": best, "applied": apply, "tried": tried}  # fmt: skip
-    if apply:  # model.json rewritten whole: its summary follows the experiment
-        tuned = cfg.model_copy(deep=True)
+    for bundle in predictor.bundles if apply else []:  # model.json rewritten whole: its summary follows
+        tuned = bundle.cfg.model_copy(deep=True)
         for key, value in best.items():
             setattr(tuned.post.instances, key, value)
-        predictor.bundle.update_experiment(tuned)
-    (predictor.bundle.run_dir / "instances_tuning.json").write_text(json.dumps(doc, indent=2))
+        bundle.update_experiment(tuned)
+    (results_dir(predictor) / "instances_tuning.json").write_text(json.dumps(doc, indent=2))
     return doc
