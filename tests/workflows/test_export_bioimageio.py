@@ -52,7 +52,7 @@ def test_axes_take_multiples_of_the_divisor_and_outputs_have_a_halo(exported):
     rdf = _rdf(exported["3d"])
     z, y, x = rdf["inputs"][0]["axes"][2:]
     assert z["size"]["step"] == 1 and y["size"]["step"] == 2 and x["size"]["step"] == 2
-    assert all(a["size"]["min"] > 2 * h["halo"] for a, h in zip((z, y, x), rdf["outputs"][0]["axes"][2:]))
+    assert all(a["size"]["min"] > 2 * h["halo"] for a, h in zip((z, y, x), rdf["outputs"][0]["axes"][2:], strict=True))
 
 
 def test_preprocessing_reproduces_the_run_normalisation(run_multihead, tiny_run):

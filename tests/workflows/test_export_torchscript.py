@@ -29,7 +29,8 @@ print(json.dumps({"heads": list(meta["heads"]), "shapes": [list(o.shape) for o i
 @pytest.mark.parametrize("kind", ["2d", "3d", "multihead"])
 def test_matches_pytorch_at_other_sizes(exported, kind, tiny_run, run_3d, run_multihead):
     bundle = ModelBundle.load({"2d": tiny_run, "3d": run_3d, "multihead": run_multihead}[kind])
-    assert check_torchscript(exported[kind] / "model.torchscript.pt", probability_net(bundle), check_sizes(bundle)) == []
+    path = exported[kind] / "model.torchscript.pt"
+    assert check_torchscript(path, probability_net(bundle), check_sizes(bundle)) == []
 
 
 def test_loads_and_runs_where_bioseg_is_not_installed(exported, tmp_path):
