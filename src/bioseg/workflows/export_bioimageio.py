@@ -208,7 +208,8 @@ def _first_error(detail: Any) -> str:
     if not detail.errors:
         return ""
     error = detail.errors[0]
-    return f"{'.'.join(map(str, error.loc))}: {error.msg}"[:200]
+    message = " ".join(error.msg.split())  # one line
+    return f"{'.'.join(map(str, error.loc))}: {message}"[:240]
 
 
 def _formats(folder: Path) -> list[str]:
