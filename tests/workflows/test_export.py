@@ -1,0 +1,68 @@
+"""bioseg.export: formats, the output folder written only when complete, refusals in one line."""
+
+import copy
+
+import pytest
+import torch
+
+from bioseg.errors import BiosegError
+from bioseg.workflows import export_torchscript
+from bioseg.workflows.export import export_run, parse_formats
+
+
+def test_formats_default_to_all_three_and_keep_their_order():
+    assert parse_formats(None) == ["onnx", "torchscript", "bioimageio"]
+    assert parse_formats("TorchScript, onnx") == ["onnx", "torchscript"]
+    with pytest.raises(BiosegError, match="'tflite' is unknown; choose from onnx, torchscript, bioimageio"):
+        parse_formats("onnx,tflite")
+
+
+def test_all_formats_are_written_beside_the_metadata(exported):
+    names = {p.name for p in exported["2d"].iterdir()}
+    assert names == {"model.onnx", "model.torchscript.pt", "bioimageio", "metadata.json", "validation.json"}
+    assert not list(exported["2d"].parent.glob("*.tmp-*"))
+
+
+def test_an_existing_output_is_kept_unless_forced(run_3d, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    with pytest.raises(BiosegError, match="exists; choose another output folder or add --force"):
+        export_run(run_3d, out, "onnx")
+    assert (out / "mine.txt").is_file()
+    result = export_run(run_3d, out, "onnx", force=True)
+    assert {p.name for p in out.iterdir()} == {"model.onnx", "metadata.json"} and result.files["onnx"].is_file()
+
+
+def test_a_failed_check_leaves_no_output_and_says_which_check_failed(run_3d, tmp_path, monkeypatch):
+    trace = export_torchscript.trace
+
+    def wrong_trace(model, example):  # a TorchScript file that is not the network
+        other = copy.deepcopy(model)
+        with torch.no_grad():
+            next(other.parameters()).add_(1.0)
+        return trace(other, example)
+
+    monkeypatch.setattr(export_torchscript, "trace", wrong_trace)
+    with pytest.raises(BiosegError) as caught:
+        export_run(run_3d, tmp_path / "out", "onnx,torchscript", validate=True)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "2 export check(s) failed, nothing was written:"
+    assert all(line.startswith("torchscript: head 'mask' at input (") for line in lines[1:])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_package_names_the_extra(run_3d, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "onnxruntime" else find_spec(name))
+    with pytest.raises(BiosegError, match=r"^export needs onnxruntime: .*pip install 'bioseg\[export\]'$"):
+        export_run(run_3d, tmp_path / "out", "torchscript", validate=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_package_alone_keeps_no_copies_beside_it(run_multihead, tmp_path):
+    result = export_run(run_multihead, tmp_path / "out", "bioimageio")
+    assert {p.name for p in result.out_dir.iterdir()} == {"bioimageio", "metadata.json"}
+    assert (result.out_dir / "bioimageio" / "model.onnx").is_file()
