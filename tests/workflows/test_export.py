@@ -1,6 +1,7 @@
 """bioseg.export: formats, the output folder written only when complete, refusals in one line."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -66,3 +67,16 @@ def test_the_package_alone_keeps_no_copies_beside_it(run_multihead, tmp_path):
     result = export_run(run_multihead, tmp_path / "out", "bioimageio")
     assert {p.name for p in result.out_dir.iterdir()} == {"bioimageio", "metadata.json"}
     assert (result.out_dir / "bioimageio" / "model.onnx").is_file()
+
+
+def test_the_benchmark_times_every_runtime_on_the_same_batch(run_3d, tmp_path):
+    from bioseg.inference.precision import NATIVE_BF16_FLAGS, cpu_flags
+
+    result = export_run(run_3d, tmp_path / "out", "onnx,torchscript", benchmark=True)
+    saved = json.loads((result.out_dir / "benchmark.json").read_text())
+    expected = {"pytorch fp32", "torchscript fp32", "onnxruntime fp32"}
+    if cpu_flags() & NATIVE_BF16_FLAGS:
+        expected |= {"pytorch bf16", "torchscript bf16"}
+    assert set(saved["runtimes"]) == expected and saved["batch"] == [4, 1, 8, 32, 32]
+    assert all(r["tiles_per_second"] > 0 for r in saved["runtimes"].values())
+    assert "| onnxruntime fp32 |" in (result.out_dir / "benchmark.md").read_text()
