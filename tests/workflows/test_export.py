@@ -80,3 +80,20 @@ def test_the_benchmark_times_every_runtime_on_the_same_batch(run_3d, tmp_path):
     assert set(saved["runtimes"]) == expected and saved["batch"] == [4, 1, 8, 32, 32]
     assert all(r["tiles_per_second"] > 0 for r in saved["runtimes"].values())
     assert "| onnxruntime fp32 |" in (result.out_dir / "benchmark.md").read_text()
+
+
+def test_export_needs_the_model_folder_and_inference_only():
+    """Per the layers: an export reads nn/bundle and inference (and what is below), never the training."""
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src" / "bioseg"
+    for path in sorted((src / "workflows").glob("export*.py")):
+        tree = ast.parse(path.read_text())
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        ours = {m for m in modules if m.startswith("bioseg.")}
+        allowed = ("bioseg.nn", "bioseg.inference", "bioseg.data", "bioseg.config", "bioseg.io", "bioseg.errors",
+                   "bioseg.workflows.export")  # fmt: skip
+        assert all(m.startswith(allowed) for m in ours), (path.name, ours)
+        assert not modules & {"lightning", "bioseg.engine", "bioseg.reports"}, path.name
