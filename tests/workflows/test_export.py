@@ -74,9 +74,9 @@ def test_the_benchmark_times_every_runtime_on_the_same_batch(run_3d, tmp_path):
 
     result = export_run(run_3d, tmp_path / "out", "onnx,torchscript", benchmark=True)
     saved = json.loads((result.out_dir / "benchmark.json").read_text())
-    expected = {"pytorch fp32", "torchscript fp32", "onnxruntime fp32"}
+    expected = {"pytorch fp32", "pytorch predictor fp32", "torchscript fp32", "onnxruntime fp32"}
     if cpu_flags() & NATIVE_BF16_FLAGS:
-        expected |= {"pytorch bf16", "torchscript bf16"}
+        expected |= {"pytorch bf16", "pytorch predictor bf16", "torchscript bf16"}
     assert set(saved["runtimes"]) == expected and saved["batch"] == [4, 1, 8, 32, 32]
     assert all(r["tiles_per_second"] > 0 for r in saved["runtimes"].values())
     assert "| onnxruntime fp32 |" in (result.out_dir / "benchmark.md").read_text()

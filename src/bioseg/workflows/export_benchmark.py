@@ -17,13 +17,14 @@ import numpy as np
 import torch
 
 from bioseg.inference.precision import NATIVE_BF16_FLAGS, cpu_flags, cpu_model
+from bioseg.inference.predictor import fold_batchnorm, memory_format
 from bioseg.workflows.export_model import INPUT, ProbabilityNet, write_json
 
 BATCH = 4  # tiles per forward pass, as prediction's default
 
 
 def _torch_runner(net: Callable, x: torch.Tensor, bf16: bool) -> Callable[[], Any]:
-    def run() -> Any:
+    def run() -> Any:  # bf16: autocast, as prediction runs it
         cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with torch.inference_mode(), cast:
             return net(x)
@@ -38,6 +39,13 @@ def runners(model: ProbabilityNet, batch: np.ndarray, files: dict[str, Path]) ->
     native = bool(cpu_flags() & NATIVE_BF16_FLAGS)
     if native:
         out["pytorch bf16"] = _torch_runner(model, x, True)
+    # as bioseg predict runs it: BatchNorm folded into the convolutions, channels-last layout
+    layout = memory_format(x.ndim - 2)
+    fast = ProbabilityNet(fold_batchnorm(model.net), model.head_types).to(memory_format=layout)
+    x_last = x.contiguous(memory_format=layout)
+    out["pytorch predictor fp32"] = _torch_runner(fast, x_last, False)
+    if native:
+        out["pytorch predictor bf16"] = _torch_runner(fast, x_last, True)
     if "torchscript" in files:
         from bioseg.workflows.export_torchscript import load_torchscript
 
