@@ -4,7 +4,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers import TINY, run_cli
+from helpers import TINY, run_cli, saved_run
 
 
 @pytest.fixture(scope="session")
@@ -18,20 +18,11 @@ def tiny_run(cells_dir: Path, tmp_path_factory) -> Path:
     return work / "runs" / "tiny" / "fold_0"
 
 
-def _saved(folder: Path, settings: dict) -> Path:
-    from bioseg import config
-    from bioseg.nn.bundle import build_network, save_model
-
-    cfg = config.from_dict(settings)
-    save_model(build_network(cfg), cfg, folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def run_3d(tmp_path_factory) -> Path:
     """A 3D model with anisotropic pooling (no z pooling), per-image normalisation, no data at hand."""
     folder = tmp_path_factory.mktemp("run3d")
-    return _saved(folder, {
+    return saved_run(folder, {
         "name": "vol3d",
         "data": {"root": str(folder / "absent"), "patch_size": [8, 32, 32], "labels": "instance"},
         "model": {"spatial_dims": 3, "widths": [4, 8], "pool_sizes": [[1, 2, 2]]},
@@ -43,7 +34,7 @@ def run_3d(tmp_path_factory) -> Path:
 def run_multihead(tmp_path_factory) -> Path:
     """A 2D model with a binary foreground head and a three-class head, two input channels."""
     folder = tmp_path_factory.mktemp("multihead")
-    return _saved(folder, {
+    return saved_run(folder, {
         "name": "multihead",
         "data": {"root": str(folder / "absent"), "patch_size": [32, 32], "labels": "instance", "in_channels": 2,
                  "normalization": {"mode": "per_image", "percentiles": [2.0, 99.5]}},

@@ -98,3 +98,15 @@ def test_export_needs_the_model_folder_and_inference_only():
                    "bioseg.workflows.export")  # fmt: skip
         assert all(m.startswith(allowed) for m in ours), (path.name, ours)
         assert not modules & {"lightning", "bioseg.engine", "bioseg.reports"}, path.name
+
+
+def test_a_channel_merge_is_refused_for_the_package_before_anything_is_written(tmp_path):
+    from helpers import saved_run
+
+    run = saved_run(tmp_path / "merge", {
+        "data": {"root": str(tmp_path / "absent"), "patch_size": [16, 16], "channels": [{"merge": [0, 1]}]},
+        "model": {"widths": [4, 8]},
+    })  # fmt: skip
+    with pytest.raises(BiosegError, match=r"channel spec .* bioimage.io preprocessing cannot express; export --forma"):
+        export_run(run, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merge"]

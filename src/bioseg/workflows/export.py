@@ -89,6 +89,10 @@ def export_run(
 
 
 def _export_into(bundle: ModelBundle, folder: Path, formats: list[str], validate: bool, bench: bool) -> ExportResult:
+    if "bioimageio" in formats:
+        from bioseg.workflows.export_bioimageio import check_exportable
+
+        check_exportable(bundle)
     model = em.probability_net(bundle)
     meta = em.metadata(bundle)
     raw = em.example_image(bundle)

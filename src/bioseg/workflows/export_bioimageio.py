@@ -120,10 +120,12 @@ def _weights(bundle: ModelBundle, model: em.ProbabilityNet, folder: Path, export
 def _test_tensors(bundle: ModelBundle, model: em.ProbabilityNet, raw: np.ndarray, folder: Path) -> np.ndarray:
     """test_input.npy (one raw tile) and test_<head>.npy (the network on it, normalised as the
     preprocessing does: per tile for per-image normalisation); returns the first head's output."""
-    from bioseg.data.preprocess import normalize
+    from bioseg.data.preprocess import normalize, select_channels
 
+    data = bundle.cfg.data
     region = tuple(slice(0, t) for t in em.tile_size(bundle))
-    tile = np.ascontiguousarray(raw[(slice(None), *region)], dtype=np.float32)
+    tile = select_channels(raw[(slice(None), *region)], data.channels, data.in_channels, "example")
+    tile = np.ascontiguousarray(tile, dtype=np.float32)
     norm = bundle.cfg.data.normalization
     x = normalize(tile, norm.mode, norm.percentiles, norm.low, norm.high)
     with torch.inference_mode():
@@ -150,6 +152,18 @@ def rdf(bundle: ModelBundle, meta: dict[str, Any], weights: dict[str, Any]) -> d
     }  # fmt: skip
 
 
+def check_exportable(bundle: ModelBundle) -> None:
+    """BiosegError where the package could not reproduce the run's input: a channel spec beyond a plain
+    selection mixes channels after normalisation, which bioimage.io preprocessing cannot express."""
+    from bioseg.data.dataset import channel_mapper
+
+    if channel_mapper(bundle.cfg.data) is not None:
+        raise BiosegError(
+            f"the run's channel spec {bundle.cfg.data.channels} mixes channels after normalisation, which "
+            "bioimage.io preprocessing cannot express; export --format onnx,torchscript (their metadata carry it)"
+        )
+
+
 def _name(name: str) -> str:
     """The run's name as bioimage.io takes it: no slash, at least 5 characters."""
     name = name.replace("/", "-")
@@ -162,6 +176,7 @@ def write_package(
     """Write the package into ``folder`` (created); ``exported``: the ONNX and TorchScript files."""
     import yaml
 
+    check_exportable(bundle)
     folder.mkdir(parents=True)
     meta = em.metadata(bundle)
     weights = _weights(bundle, model, folder, exported)
