@@ -69,9 +69,12 @@ def test_the_package_alone_keeps_no_copies_beside_it(run_multihead, tmp_path):
     assert (result.out_dir / "bioimageio" / "model.onnx").is_file()
 
 
-def test_the_benchmark_times_every_runtime_on_the_same_batch(run_3d, tmp_path):
+def test_the_benchmark_times_every_runtime_on_the_same_batch(run_3d, tmp_path, monkeypatch):
     from bioseg.inference.precision import NATIVE_BF16_FLAGS, cpu_flags
+    from bioseg.workflows import export_benchmark
 
+    monkeypatch.setattr(export_benchmark, "ROUNDS", 1)
+    monkeypatch.setattr(export_benchmark, "MIN_SECONDS", 0.01)
     result = export_run(run_3d, tmp_path / "out", "onnx,torchscript", benchmark=True)
     saved = json.loads((result.out_dir / "benchmark.json").read_text())
     expected = {"pytorch fp32", "pytorch predictor fp32", "torchscript fp32", "onnxruntime fp32"}

@@ -21,6 +21,8 @@ from bioseg.inference.predictor import fold_batchnorm, memory_format
 from bioseg.workflows.export_model import INPUT, ProbabilityNet, write_json
 
 BATCH = 4  # tiles per forward pass, as prediction's default
+ROUNDS = 7  # timing rounds; each calls each runtime for MIN_SECONDS at least
+MIN_SECONDS = 0.2
 
 
 def _torch_runner(net: Callable, x: torch.Tensor, bf16: bool) -> Callable[[], Any]:
@@ -61,8 +63,9 @@ def runners(model: ProbabilityNet, batch: np.ndarray, files: dict[str, Path]) ->
     return out
 
 
-def time_runners(runs: dict[str, Callable[[], Any]], rounds: int = 7, min_seconds: float = 0.2) -> dict[str, float]:
-    """Median seconds per call of each runner; each round calls each runner for ``min_seconds`` at least."""
+def time_runners(runs: dict[str, Callable[[], Any]], rounds: int | None = None) -> dict[str, float]:
+    """Median seconds per call of each runner; each round calls each runner for MIN_SECONDS at least."""
+    rounds, min_seconds = rounds or ROUNDS, MIN_SECONDS
     for run in runs.values():  # warm-up: first calls allocate, JIT and optimise
         run(), run()
     samples: dict[str, list[float]] = {name: [] for name in runs}
@@ -88,7 +91,7 @@ def torch_threads(threads: int | None) -> Any:
 
 def benchmark_exports(
     model: ProbabilityNet, example: np.ndarray, files: dict[str, Path], folder: Path | None = None, *,
-    rounds: int = 7, threads: int | None = None,
+    rounds: int | None = None, threads: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Tiles per second per runtime on ``BATCH`` copies of the ``example`` tile, with ``threads`` threads
     each (default: torch's); with ``folder``, written to ``benchmark.json`` and ``benchmark.md`` there."""
@@ -102,7 +105,7 @@ def benchmark_exports(
         "threads": used,
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "batch": list(batch.shape),
-        "rounds": rounds,
+        "rounds": rounds or ROUNDS,
         "runtimes": {name: {"seconds_per_batch": s, "tiles_per_second": BATCH / s, "vs_pytorch_fp32": base / s}
                      for name, s in seconds.items()},  # fmt: skip
     }

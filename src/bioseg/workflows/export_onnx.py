@@ -87,6 +87,7 @@ def session(path: Path, threads: int | None = None) -> Any:
     """An onnxruntime CPU session for ``path``."""
     import onnxruntime as ort
 
+    ort.disable_telemetry_events()  # a no-op except where onnxruntime reports usage (Windows builds)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
