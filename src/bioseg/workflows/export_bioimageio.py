@@ -133,8 +133,22 @@ def _test_tensors(bundle: ModelBundle, model: em.ProbabilityNet, raw: np.ndarray
     np.save(folder / "test_input.npy", tile[None])
     for name, out in zip(model.head_types, outs, strict=True):
         np.save(folder / f"test_{name}.npy", out)
-    files_.cover(tile, outs[0][0], folder / "cover.png")
+    _cover(bundle, raw, folder / "cover.png")
     return outs[0]
+
+
+def _cover(bundle: ModelBundle, raw: np.ndarray, path: Path) -> Path:
+    """The first head's foreground on (a corner of at most 256² or two tiles of) the example image, as
+    ``bioseg predict`` predicts it."""
+    from bioseg.data.preprocess import select_channels
+    from bioseg.inference.predictor import Predictor
+
+    tile = em.tile_size(bundle)
+    limit = [t if axis < len(tile) - 2 else max(2 * t, 256) for axis, t in enumerate(tile)]
+    crop = raw[(slice(None), *(slice(0, n) for n in limit))]
+    prediction = Predictor(bundle.net, bundle.cfg, precision="fp32").predict(crop, "example")
+    shown = select_channels(crop, bundle.cfg.data.channels, bundle.cfg.data.in_channels, "example")
+    return files_.cover(shown, prediction.probabilities[next(iter(bundle.cfg.heads))], path)
 
 
 def rdf(bundle: ModelBundle, meta: dict[str, Any], weights: dict[str, Any]) -> dict[str, Any]:
