@@ -42,6 +42,16 @@ def run_cli(*args) -> int:
     return 0
 
 
+def saved_run(folder: Path, settings: dict) -> Path:
+    """A run folder holding an untrained network of the experiment ``settings`` (a dict), as training saves it."""
+    from bioseg import config
+    from bioseg.nn.bundle import build_network, save_model
+
+    cfg = config.from_dict(settings)
+    save_model(build_network(cfg), cfg, folder)
+    return folder
+
+
 # --- objects, for the instance tests --------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ _API = {
     "ModelBundle": ("bioseg.nn.bundle", "ModelBundle"),
     "predict": ("bioseg.inference.files", "predict_files"),
     "evaluate": ("bioseg.workflows.evaluate", "evaluate_run"),
+    "export": ("bioseg.workflows.export", "export_run"),
     "evaluate_folders": ("bioseg.workflows.evaluate", "evaluate_folders"),
     "load_config": ("bioseg.config", "load"),
     "Experiment": ("bioseg.config", "Experiment"),

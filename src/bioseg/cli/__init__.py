@@ -12,7 +12,13 @@ import sys
 
 import typer
 
-from bioseg.cli import data_commands, demo_command, predict_commands, train_commands  # noqa: F401 (registers)
+from bioseg.cli import (  # noqa: F401 (registers)
+    data_commands,
+    demo_command,
+    export_command,
+    predict_commands,
+    train_commands,
+)
 from bioseg.cli.app import app
 from bioseg.errors import BiosegError
 
