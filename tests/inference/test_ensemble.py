@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from helpers import PointwiseNet, two_heads
+from helpers import INSTANCE_HEADS, PointwiseNet, two_heads
 
 from bioseg import config
 from bioseg.errors import BiosegError
 from bioseg.inference.ensemble import check_split, member_paths
+from bioseg.inference.instances import predict_instances
 from bioseg.inference.predictor import Predictor
 from bioseg.nn import create_model
 from bioseg.nn.bundle import ModelBundle, build_network, save_model
@@ -88,6 +89,29 @@ def test_from_runs_reads_an_experiment_folder_as_its_folds(tmp_path):
     assert result.uncertainty["mask"].shape == result.mutual_information["mask"].shape == (20, 22)
     with pytest.raises(BiosegError, match="named twice"):
         member_paths([experiment, experiment / "fold_1"])
+
+
+def test_an_ensemble_of_a_run_and_its_copy_finds_the_objects_of_the_run(tmp_path):
+    """Through the files, both heads and post.instances: the mean of one model with itself is that model."""
+    import shutil
+
+    from scipy.ndimage import gaussian_filter
+
+    raw = small_cfg().model_dump(mode="json")
+    instances = {"mode": "boundary", "agglomeration": "none", "h": 0.2}
+    cfg = config.from_dict({**raw, "heads": INSTANCE_HEADS, "post": {"instances": instances}})
+    run = save_run(tmp_path / "a", cfg, seed=3)
+    shutil.copytree(run, tmp_path / "b")
+    image = gaussian_filter(np.random.default_rng(4).random((40, 44), dtype=np.float32), 3)
+    one = Predictor.from_runs([run]).predict(image)
+    two = Predictor.from_runs([run, tmp_path / "b"]).predict(image)
+    for head in ("foreground", "boundaries"):
+        np.testing.assert_array_equal(two.probabilities[head], one.probabilities[head])
+    # an untrained network's boundary map is faint: its median makes a threshold that finds objects
+    cfg.post.instances.threshold = float(np.median(one.probabilities["boundaries"]))
+    objects = predict_instances(one.probabilities, cfg)
+    assert objects.max() > 1
+    np.testing.assert_array_equal(predict_instances(two.probabilities, cfg), objects)
 
 
 def test_an_ensemble_of_folds_is_scored_on_the_test_split_only(tmp_path):

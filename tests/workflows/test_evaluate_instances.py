@@ -34,9 +34,9 @@ def test_3d_instance_training_predicts_and_scores_objects(volumes, tmp_path, cap
     tune = ("tune-instances", result.run_dir, "--split", "val", "--apply", "--precision", "fp32", "--no-progress")
     assert run_cli(*tune) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 55 and sum("<- chosen" in line for line in printed) == 1
+    assert len(printed) == 82 and sum("<- chosen" in line for line in printed) == 1
     tuning = json.loads((result.run_dir / "instances_tuning.json").read_text())
-    assert set(tuning["chosen"]) == {"threshold", "h", "sigma_seeds", "merge_threshold"} and len(tuning["tried"]) == 54
+    assert set(tuning["chosen"]) == {"threshold", "h", "sigma_seeds", "merge_threshold"} and len(tuning["tried"]) == 81
     assert tuning["precision"] == "fp32"  # --precision reached the predictor
     assert max(r["f1"] for r in tuning["tried"]) == next(
         r["f1"] for r in tuning["tried"] if all(r[k] == v for k, v in tuning["chosen"].items())

@@ -49,6 +49,7 @@ def test_default_grid_follows_the_mode_in_voxels():
     grid = default_grid(experiment())
     assert grid["h"] == (1.0, 2.0, 4.0) and "merge_threshold" in grid and "beta" not in grid
     assert grid["sigma_seeds"] == (0.5, 1.0, 2.0)
+    assert grid["threshold"] == (0.3, 0.5, 0.7)  # boundary maps may cover much of each object
     assert "beta" in default_grid(experiment(agglomeration="multicut"))
     assert set(default_grid(experiment(mode="foreground"))) == {"threshold", "h", "sigma_seeds"}
     peaks = experiment(mode="foreground", seed_method="min_distance")

