@@ -14,7 +14,7 @@ in-range test images too and cost 0.08 F1 at their own scale.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +22,6 @@ from bioseg.config import Experiment
 from bioseg.data.object_sizes import depth_diameter
 from bioseg.errors import BiosegError
 from bioseg.inference.instances import foreground_probability
-
-if TYPE_CHECKING:
-    from bioseg.inference.predictor import Predictor
 
 #: training images predicted to measure the sizes the model itself sees (evenly spaced when more)
 MEASURED_IMAGES = 32
@@ -77,8 +74,8 @@ def in_range(reference: dict[str, float], object_px: float) -> bool:
     return reference["p10"] / TOLERANCE <= object_px <= reference["p90"] * TOLERANCE
 
 
-def predicted_sizes(predictor: Predictor, images: list[np.ndarray]) -> dict[str, float] | None:
-    """Quantiles of the depth diameters of what ``predictor`` finds in normalised training ``images``
+def predicted_sizes(predictor: Any, images: list[np.ndarray]) -> dict[str, float] | None:
+    """Quantiles of the depth diameters of what ``predictor`` (a Predictor) finds in normalised training ``images``
     (at most :data:`MEASURED_IMAGES`, evenly spaced): the reference that new images are compared with.
     Measured with the model itself, its own bias cancels: on ISBI 2012 a model trained with scale
     augmentation predicted interiors thinner than drawn, and compared with the masks, ``auto`` resized
