@@ -17,11 +17,20 @@ PRECISION_HELP = "auto, fp32, bf16 or fp16 (default: the run's infer.precision)"
 RUN_HELP = "run folder (…/fold_0), its model/ folder, or an experiment folder (runs/<name>: the ensemble of its folds)"
 ENSEMBLE_HELP = "another run to average with RUN_DIR (repeat: --ensemble A --ensemble B)"
 TTA_HELP = "average the 8 (2D) or 16 (3D) flipped and turned views (default: the run's infer.tta)"
+RESCALE_HELP = "match objects to the training size: off, auto (measured per image) or a factor (default: the run's)"
 UNCERTAINTY_HELP = "write <stem>_uncertainty.tif: entropy, and mutual information between members/views"
 
 
 def _ensemble_option():
     return typer.Option([], "--ensemble", help=ENSEMBLE_HELP)
+
+
+def _rescale_option():
+    return typer.Option(None, help=RESCALE_HELP)
+
+
+def _object_size_option():
+    return typer.Option(None, help="diameter of the objects in these images, pixels: rescale by it")
 
 
 def _tta_option():
@@ -38,10 +47,8 @@ def predict(
     overlap: float | None = typer.Option(None, help="tile overlap fraction (default: the run's)"),
     batch_size: int | None = typer.Option(None, help="tiles per forward pass"),
     precision: str | None = typer.Option(None, help=PRECISION_HELP),
-    rescale: str | None = typer.Option(
-        None, help="match objects to the training size: off, auto (measured per image) or a factor (default: the run's)"
-    ),
-    object_size: float | None = typer.Option(None, help="diameter of the objects in these images, pixels"),
+    rescale: str | None = _rescale_option(),
+    object_size: float | None = _object_size_option(),
     ensemble: list[Path] = _ensemble_option(),
     tta: bool | None = _tta_option(),
     uncertainty: bool = typer.Option(False, "--uncertainty", help=UNCERTAINTY_HELP),
@@ -83,10 +90,8 @@ def evaluate(
         None, help="folder mode: class left out of the means, or 'none' [default: 0]; a run reads data.background_class"
     ),
     precision: str | None = typer.Option(None, help=PRECISION_HELP),
-    rescale: str | None = typer.Option(
-        None, help="match objects to the training size: off, auto (measured per image) or a factor (default: the run's)"
-    ),
-    object_size: float | None = typer.Option(None, help="diameter of the objects in these images, pixels"),
+    rescale: str | None = _rescale_option(),
+    object_size: float | None = _object_size_option(),
     ensemble: list[Path] = _ensemble_option(),
     tta: bool | None = _tta_option(),
     uncertainty: bool = typer.Option(False, "--uncertainty", help=UNCERTAINTY_HELP),
@@ -105,7 +110,8 @@ def evaluate(
         )
     else:
         given = [n for n, v in (("--precision", precision), ("--ensemble", ensemble), ("--tta", tta),
-                                ("--uncertainty", uncertainty)) if v]  # fmt: skip
+                                ("--uncertainty", uncertainty), ("--rescale", rescale),
+                                ("--object-size", object_size)) if v]  # fmt: skip
         if given:
             raise BiosegError(f"{given[0]} applies to a run folder; predictions in a folder are scored as they are")
         result = evaluate_folders(
