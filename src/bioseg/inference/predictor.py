@@ -97,10 +97,11 @@ def _validated_infer(model: type, values: dict[str, Any]) -> Any:
     try:
         return model.model_validate(values)
     except ValidationError as err:
-        e = err.errors()[0]
-        raise BiosegError(
-            f"inference option {'.'.join(map(str, e['loc']))} = {e['input']!r}: {e['msg']}"
-        ) from None
+        errors = err.errors()
+        field = errors[0]["loc"][0] if errors[0]["loc"] else "?"
+        # a field with several accepted types (rescale: 'off', 'auto' or a number) fails once per type
+        said = " or ".join(dict.fromkeys(e["msg"] for e in errors if e["loc"][:1] == (field,)))
+        raise BiosegError(f"inference option {field} = {errors[0]['input']!r}: {said}") from None
 
 
 class Predictor:
