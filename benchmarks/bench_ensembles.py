@@ -18,11 +18,17 @@ ways of predicting with the same weights. Four ways, each scored by ``evaluate_r
 
 Scores: test Dice (DSB: of the foreground head), DSB object F1 at IoU 0.5 (objects pooled over the test
 images), the expected calibration error of the probabilities (15 bins) and the AUROC with which the
-uncertainty (entropy of the mean) finds the wrong pixels — all per ``bioseg evaluate``. Time: seconds to
+uncertainty (entropy of the mean) finds the wrong pixels — all per ``bioseg evaluate``. Then every fold
+is calibrated on its own validation images (``bioseg calibrate``: one temperature per head, each member
+keeps its own) and ``single`` and ``ensemble_tta`` are scored again (``*_calibrated``). Time: seconds to
 predict the first ``--timed`` test images (probabilities, labels and uncertainty; no files), as a ratio to
 the single model measured before and after the others in the same process.
 
-    python benchmarks/bench_ensembles.py [--epochs 6] [--minutes 2] [--datasets dsb2018 isbi2012] [--out DIR]
+    python benchmarks/bench_ensembles.py [--epochs 20] [--minutes 0] [--datasets dsb2018 isbi2012]
+        [--out DIR] [--work DIR]
+
+``--minutes 0`` (the default) sets no time limit, so every fold trains the same number of epochs however
+loaded the machine is.
 """
 
 from __future__ import annotations
@@ -89,10 +95,9 @@ def train_folds(name: str, root: Path, splits: Path, work: Path, epochs: int, mi
         "data.patches_per_epoch=128",
         f"train.epochs={epochs}",
         f"train.val_every={max(1, epochs // 2)}",
-        f"train.max_time_minutes={minutes}",
         "train.snapshots=0",
         "train.animation=false",
-    ]
+    ] + ([f"train.max_time_minutes={minutes}"] if minutes else [])
     start = time.monotonic()
     outcomes = train_all(path, overrides=overrides, progress=False)
     folds = []
@@ -104,10 +109,22 @@ def train_folds(name: str, root: Path, splits: Path, work: Path, epochs: int, mi
             "experiment": outcomes[0].run_dir.parent}  # fmt: skip
 
 
+def calibrate(experiment: Path) -> dict[str, Any]:
+    """``bioseg calibrate`` on every fold (validation split); the temperatures go into each fold's model."""
+    from bioseg.workflows.calibrate import calibrate_run
+
+    folds = {}
+    for k in range(3):
+        doc = calibrate_run(experiment / f"fold_{k}", progress=False)
+        folds[f"fold_{k}"] = {h: {key: v[key] for key in ("temperature", "ece_before", "ece_after")}
+                              for h, v in doc["heads"].items()}  # fmt: skip
+    return folds
+
+
 def score(experiment: Path, setting: str, out: Path) -> dict[str, Any]:
     from bioseg.workflows.evaluate import evaluate_run
 
-    members, tta = SETTINGS[setting]
+    members, tta = SETTINGS[setting.removesuffix("_calibrated")]
     others = [experiment / f"fold_{k}" for k in range(1, members)]
     result = evaluate_run(experiment / "fold_0", "test", out / setting, False, ensemble=others, tta=tta)
     first_head = next(iter(result.calibration))
@@ -161,17 +178,24 @@ def run(name: str, work: Path, epochs: int, minutes: float, timed_images: int) -
     for setting in SETTINGS:
         log(f"  scoring {setting}")
         rows[setting] = score(experiment, setting, work / "eval")
+    log("  calibrating every fold")
+    calibration = calibrate(experiment)
+    for setting in ("single", "ensemble_tta"):
+        log(f"  scoring {setting}, calibrated")
+        rows[f"{setting}_calibrated"] = score(experiment, f"{setting}_calibrated", work / "eval")
     log("  timing")
-    return {"training": training, "scores": rows, "time": timings(experiment, timed_images)}
+    return {"training": training, "scores": rows, "calibration": calibration,
+            "time": timings(experiment, timed_images)}  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--minutes", type=float, default=2.0, help="training time limit per fold")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--minutes", type=float, default=0, help="training time limit per fold (0: none)")
     parser.add_argument("--timed", type=int, default=8, help="test images timed per setting")
     parser.add_argument("--datasets", nargs="+", default=["dsb2018", "isbi2012"])
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    parser.add_argument("--work", type=Path, default=None, help="keep the trained runs here (default: deleted)")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,7 +204,7 @@ def main() -> int:
             if not (DATASETS / folder).is_dir():
                 log(f"{name}: {DATASETS / folder} is absent, skipped")
                 continue
-            results[name] = run(name, Path(tmp) / name, args.epochs, args.minutes, args.timed)
+            results[name] = run(name, (args.work or Path(tmp)) / name, args.epochs, args.minutes, args.timed)
             for setting, row in results[name]["scores"].items():
                 log(f"  {setting}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)))
             log(f"  time ratio to a single pass: {results[name]['time']['ratio_to_single']}")
