@@ -47,3 +47,12 @@ def test_3d_instance_training_predicts_and_scores_objects(volumes, tmp_path, cap
     assert meta["post"] == meta["experiment"]["post"]  # the summary beside the experiment follows it
     with pytest.raises(BiosegError, match="split 'nope'"):
         tune_run(result.run_dir, split="nope", progress=False)
+    # a grid from the command line: only the named parameters, at the values given
+    capsys.readouterr()
+    grid = ("--grid", "h=1,3", "--grid", "threshold=0.6")
+    assert run_cli("tune-instances", result.run_dir, *grid, "--precision", "fp32", "--no-progress") == 0
+    tuning = json.loads((result.run_dir / "instances_tuning.json").read_text())
+    assert [(r["h"], r["threshold"]) for r in tuning["tried"]] == [(1, 0.6), (3, 0.6)]
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert run_cli("tune-instances", result.run_dir, "--grid", "h=-1", "--no-progress") == 2
+    assert "--grid h=-1" in capsys.readouterr().err

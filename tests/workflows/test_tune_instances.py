@@ -8,7 +8,7 @@ from bioseg import config
 from bioseg.errors import BiosegError
 from bioseg.inference.instances import predict_instances
 from bioseg.metrics.instance import match_instances
-from bioseg.workflows.tune_instances import default_grid, tune_instances
+from bioseg.workflows.tune_instances import default_grid, parse_grid, tune_instances
 
 HEADS = {
     "foreground": {"type": "binary", "target": "foreground"},
@@ -74,3 +74,23 @@ def test_bad_requests_are_refused_with_the_fix():
         tune_instances([probs, probs], [truth], experiment())
     with pytest.raises(BiosegError, match="set it to 'boundary' or 'foreground'"):
         default_grid(experiment(mode="off"))
+
+
+def test_a_grid_written_on_the_command_line_is_read_and_checked_like_the_config():
+    inst = experiment().post.instances
+    grid = parse_grid(["h=1, 2.5,4", "sigma_seeds=0.5 um,1 µm", "threshold = 0.4,0.6"], inst)
+    assert grid == {"h": (1, 2.5, 4), "sigma_seeds": ("0.5 um", "1 um"), "threshold": (0.4, 0.6)}
+    assert parse_grid(["min_distance=2,3 voxels"], inst) == {"min_distance": (2, 3)}
+    refused = {
+        "h": "expected NAME=V1,V2",
+        "h=": "expected NAME=V1,V2",
+        "hh=1": "hh is not a post.instances parameter",
+        "h=-1": "--grid h=-1: a length > 0 is needed",
+        "h=2 furlongs": "unknown unit",
+        "min_distance=2.5": "whole number of voxels",
+    }
+    for text, message in refused.items():
+        with pytest.raises(BiosegError, match=message):
+            parse_grid([text], inst)
+    with pytest.raises(BiosegError, match="names h twice"):
+        parse_grid(["h=1", "h=2"], inst)

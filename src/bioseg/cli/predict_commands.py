@@ -204,6 +204,12 @@ def tune_instances(
     run_dir: Path = typer.Argument(..., help=RUN_HELP),
     split: str = typer.Option("val", help="labelled split to tune on: train, val or test"),
     iou: float = typer.Option(0.5, help="IoU at which F1 is compared"),
+    grid: list[str] = typer.Option(
+        [],
+        help="NAME=V1,V2,… of post.instances to search, repeatable, e.g. --grid 'h=0.5 um,1 um' --grid "
+        "threshold=0.4,0.6; lengths in voxels or with their unit. Given: only these are searched (default: "
+        "the grid of the mode)",
+    ),
     apply: bool = typer.Option(False, help="write the chosen values into the run's model (predict uses them)"),
     precision: str | None = typer.Option(None, help=PRECISION_HELP),
     ensemble: list[Path] = _ensemble_option(),
@@ -214,8 +220,9 @@ def tune_instances(
     from bioseg.workflows.tune_instances import tune_run
 
     doc = tune_run(
-        run_dir, split=split, iou=iou, apply=apply, progress=progress, precision=precision, ensemble=ensemble, tta=tta
-    )
+        run_dir, split=split, grid=grid or None, iou=iou, apply=apply, progress=progress, precision=precision,
+        ensemble=ensemble, tta=tta,
+    )  # fmt: skip
     for row in doc["tried"]:
         values = "  ".join(f"{k} {_number(row[k])}" for k in doc["chosen"])
         mark = "  <- chosen" if all(row[k] == v for k, v in doc["chosen"].items()) else ""

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from bioseg.config import Experiment
-from bioseg.config.instances import unused_message, unused_options
+from bioseg.config.instances import InstanceConfig, unused_message, unused_options
 from bioseg.data.head_targets import instance_labels
 from bioseg.errors import BiosegError
 from bioseg.inference.instances import predict_instances
 from bioseg.metrics.instance import aggregate, match_instances
 from bioseg.workflows.split_predictions import predict_split, results_dir, split_predictor, split_samples
 
-__all__ = ["default_grid", "tune_instances", "tune_run"]
+__all__ = ["default_grid", "parse_grid", "tune_instances", "tune_run"]
 
 
 def default_grid(cfg: Experiment) -> dict[str, tuple[float, ...]]:
@@ -53,6 +54,45 @@ def default_grid(cfg: Experiment) -> dict[str, tuple[float, ...]]:
     elif inst.agglomeration != "none":
         grid["beta"] = (0.3, 0.5, 0.7)
     return grid
+
+
+def parse_grid(texts: Sequence[str], instances: InstanceConfig) -> dict[str, tuple[Any, ...]]:
+    """The grid written on the command line: ``["h=1,2,4", "sigma_seeds=0.5 um,1 um"]`` →
+    ``{"h": (1.0, 2.0, 4.0), "sigma_seeds": ("0.5 um", "1 um")}``.
+
+    Each value is checked as ``post.instances`` checks it (ranges, whole voxels, units) against the
+    run's other settings, and stored in the config's own form; a bad one is refused in one line.
+    """
+    grid: dict[str, tuple[Any, ...]] = {}
+    fields = type(instances).model_fields
+    for text in texts:
+        name, sep, values = (part.strip() for part in text.partition("="))
+        if not sep or not name or not values.strip(", "):
+            raise BiosegError(f"--grid {text!r}: expected NAME=V1,V2,… such as 'h=1,2,4' or 'h=0.5 um,1 um'")
+        if name not in fields:
+            raise BiosegError(
+                f"--grid {text!r}: {name} is not a post.instances parameter; choose from {sorted(fields)}"
+            )
+        if name in grid:
+            raise BiosegError(f"--grid names {name} twice; give all its values in one --grid {name}=V1,V2,…")
+        grid[name] = tuple(_grid_value(instances, name, v.strip()) for v in values.split(",") if v.strip())
+    return grid
+
+
+def _grid_value(instances: InstanceConfig, name: str, text: str) -> Any:
+    """``text`` as the value of ``name``: a number where it reads as one, else the string (a length
+    with its unit, a method name), validated by the config's own rules."""
+    try:
+        value: Any = float(text)
+        value = int(value) if value.is_integer() and "." not in text else value
+    except ValueError:
+        value = text
+    try:
+        checked = type(instances).model_validate({**instances.model_dump(), name: value})
+    except ValidationError as err:
+        reason = err.errors()[0]["msg"].removeprefix("Value error, ")
+        raise BiosegError(f"--grid {name}={text}: {reason}") from None
+    return getattr(checked, name)
 
 
 def tune_instances(
@@ -115,7 +155,7 @@ def tune_instances(
 def tune_run(
     run: str | Path,
     split: str = "val",
-    grid: dict[str, Sequence[float]] | None = None,
+    grid: dict[str, Sequence[Any]] | Sequence[str] | None = None,
     iou: float = 0.5,
     apply: bool = False,
     progress: bool = True,
@@ -130,12 +170,16 @@ def tune_run(
     ``predict`` and ``evaluate`` use them from then on. ``precision`` (auto, fp32, bf16, fp16; None: the
     run's ``infer.precision``) is the one the maps are predicted in, and is recorded. ``ensemble`` (more
     runs; an experiment folder ``run`` stands for its folds) and ``tta`` tune the objects of the averaged
-    maps: with ``apply`` the values go into every member. Returns that document.
+    maps: with ``apply`` the values go into every member. ``grid`` is as :func:`tune_instances` takes it,
+    or as written on the command line (:func:`parse_grid`). Returns that document.
     """
     predictor = split_predictor([run, *ensemble], split, precision=precision, tta=tta)
     cfg = predictor.cfg
     if cfg.post.instances.mode == "off":
         raise BiosegError(f"{run} predicts no objects (post.instances.mode is off); nothing to tune")
+    if grid is not None and not isinstance(grid, dict):
+        grid = parse_grid(grid, cfg.post.instances)
+    grid = grid if grid is not None else default_grid(cfg)
     samples = split_samples(cfg, split)
     probabilities, truths, spacings, scales = [], [], [], []
     for item in predict_split(predictor, samples, f"predicting {split}", progress):
@@ -147,7 +191,7 @@ def tune_run(
         truths.append(instance_labels(item.mask, cfg.data.labels))
         spacings.append(item.spacing)
         scales.append(item.prediction.scale)
-    before = {key: getattr(cfg.post.instances, key) for key in (grid or default_grid(cfg))}
+    before = {key: getattr(cfg.post.instances, key) for key in grid}
     best, tried = tune_instances(probabilities, truths, cfg, spacings, grid, iou, scales)
     doc = {"split": split, "images": len(samples), "iou": iou, "precision": predictor.infer.precision,
            "members": [str(b.run_dir) for b in predictor.bundles], "tta": predictor.infer.tta,
