@@ -113,3 +113,23 @@ def test_the_reference_is_what_the_model_itself_predicts_on_training_images():
 def test_a_model_with_only_boundary_heads_measures_no_reference():
     raw = {"data": {"root": "."}, "heads": {"b": {"type": "binary", "target": "boundary"}}}
     assert rescale.predicted_sizes(Predictor(Threshold(), config.from_dict(raw)), [np.zeros((1, 8, 8))]) is None
+
+
+def test_centre_crops_bound_the_voxels_and_keep_short_axes_whole():
+    crop = rescale.centre_crop(np.arange(2048 * 2048).reshape(1, 2048, 2048), 512 * 512)
+    assert crop.shape == (1, 512, 512) and crop[0, 0, 0] == 768 * 2048 + 768  # the middle of the image
+    stack = rescale.centre_crop(np.zeros((2, 25, 1024, 1024)), 2**21)
+    assert stack.shape[:2] == (2, 25) and np.prod(stack.shape[1:]) <= 2**21  # the 25 slices stay
+    small = np.zeros((1, 64, 64))
+    assert rescale.centre_crop(small, 10**6) is small
+
+
+def test_measuring_the_reference_predicts_a_bounded_number_of_voxels(monkeypatch):
+    images = [(discs(7, shape=(384, 384), n=40, seed=i) > 0).astype(np.float32)[None] for i in range(4)]
+    whole = rescale.predicted_sizes(predictor(), images)
+    monkeypatch.setattr(rescale, "MEASURED_VOXELS", 4 * 128 * 128)
+    p = predictor()
+    cropped = rescale.predicted_sizes(p, images)
+    batches = p.members[0].net.calls  # 64² tiles, 4 a batch: one batch a 128² crop, 9 a whole 384² image
+    assert len(batches) == 4 and set(batches) == {(64, 64)}
+    assert cropped["median"] == pytest.approx(whole["median"], rel=0.05)  # the crops' objects are the same size
