@@ -17,7 +17,7 @@ def test_defaults_resolve_one_binary_head_with_default_loss():
     head = cfg.heads["mask"]
     assert head.type == "binary" and head.out_channels == 1
     assert [t.name for t in head.loss] == ["bce", "dice"]
-    assert cfg.infer.patch_size == cfg.data.patch_size
+    assert cfg.infer.patch_size == "auto"  # tiles planned per image from the training patch
 
 
 def test_three_classes_give_a_multiclass_head_with_ce():

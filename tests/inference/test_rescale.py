@@ -29,7 +29,7 @@ class Threshold(torch.nn.Module):
 
 def predictor(objects=None, **infer) -> Predictor:
     raw = {"data": {"root": ".", "patch_size": [64, 64], "normalization": {"mode": "none"}},
-           "infer": {"precision": "fp32", "overlap": 0.0},
+           "infer": {"precision": "fp32", "overlap": 0.0, "patch_size": [64, 64]},
            "post": {"instances": {"mode": "foreground", "foreground_method": "components"}}}  # fmt: skip
     p = Predictor(Threshold(), config.from_dict(raw), **infer)
     p.objects = objects

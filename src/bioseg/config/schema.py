@@ -301,7 +301,11 @@ def default_augment() -> list[AugmentStep]:
 
 
 class InferConfig(Section):
-    patch_size: list[int] | None = Field(default=None, description="default: data.patch_size")
+    patch_size: list[int] | Literal["auto"] | None = Field(
+        default="auto",
+        description="tile size; auto: tiles as large as a batch of training patches allows, overlapping by the "
+        "training patch's margin (each pixel computed fewer times); None: data.patch_size",
+    )
     overlap: float = Field(default=0.25, ge=0, lt=1)
     blending: Literal["gaussian", "constant"] = "gaussian"
     batch_size: int = Field(default=4, ge=1, description="tiles per forward pass")

@@ -15,6 +15,7 @@ from bioseg.data.augment import build_augmentation
 from bioseg.data.head_targets import background_class, class_names
 from bioseg.errors import BiosegError
 from bioseg.inference.heads import activate, to_labels
+from bioseg.inference.tile_plan import tile_plan
 from bioseg.inference.tiling import sliding_window
 from bioseg.losses import build_loss
 from bioseg.metrics import confusion_matrix, scores_from_confusion
@@ -111,13 +112,14 @@ class SegmentationModule(L.LightningModule):
     def predict_logits(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits ``(K, *spatial)`` per head for one image ``(C, *spatial)``."""
         infer = self.cfg.infer
+        plan = tile_plan(self.cfg, infer, tuple(image.shape[1:]), self.net.size_divisor)
         return sliding_window(
             self.net,
             image,
-            infer.patch_size,
-            overlap=infer.overlap,
+            plan.patch,
+            overlap=plan.overlap,
             blending=infer.blending,
-            batch_size=infer.batch_size,
+            batch_size=plan.batch_size,
             size_divisor=self.net.size_divisor,
         )
 

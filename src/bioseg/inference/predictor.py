@@ -20,6 +20,7 @@ from bioseg.inference import rescale
 from bioseg.inference.ensemble import Member, check_members, load_members, temperatures
 from bioseg.inference.heads import activate, to_labels
 from bioseg.inference.precision import autocast_dtype
+from bioseg.inference.tile_plan import tile_plan
 from bioseg.inference.tiling import sliding_window
 from bioseg.inference.tta import views_for
 from bioseg.inference.uncertainty import RunningMean, entropy, mutual_information, split_maps
@@ -286,13 +287,14 @@ class Predictor:
         """Logits ``{head: (K, *spatial)}`` of a prepared image tensor ``(C, *spatial)``, tile by tile, from
         one member (default the first), before any temperature."""
         net = (member or self.members[0]).net
+        plan = tile_plan(self.cfg, self.infer, tuple(x.shape[1:]), self._size_divisor)
         return sliding_window(
             lambda batch: self._forward(batch, net),
             x,
-            self.infer.patch_size,
-            overlap=self.infer.overlap,
+            plan.patch,
+            overlap=plan.overlap,
             blending=self.infer.blending,
-            batch_size=self.infer.batch_size,
+            batch_size=plan.batch_size,
             size_divisor=self._size_divisor,
         )
 

@@ -125,7 +125,7 @@ def sliding_window(
     image: torch.Tensor,
     patch_size: Sequence[int],
     *,
-    overlap: float = 0.25,
+    overlap: float | Sequence[float] = 0.25,
     blending: str = "gaussian",
     batch_size: int = 4,
     size_divisor: Sequence[int] | int = 1,
@@ -142,7 +142,8 @@ def sliding_window(
             ``size_divisor`` (at least one divisor). An axis shorter than the tile is padded symmetrically
             up to the tile with ``pad_mode`` ("reflect" (mirror, edge pixel not repeated; replicate for a
             1-pixel axis), "replicate" or "constant" (zeros)); the padding is cropped from the output.
-        overlap: fraction of the tile shared by neighbouring tiles, in [0, 1).
+        overlap: fraction of the tile shared by neighbouring tiles, in [0, 1); one for all axes or one per
+            axis (see :mod:`bioseg.inference.tile_plan`).
         blending: "gaussian" (centre of a tile weighs more, see :func:`gaussian_window`) or "constant".
         batch_size: tiles per ``predict`` call; memory is the output plus this many tiles.
         size_divisor: what the network needs the input size to be a multiple of, per axis or for all.
@@ -153,9 +154,10 @@ def sliding_window(
         ``sum(w * pred) / sum(w)`` over the tiles covering each pixel.
     """
     patch = _check_arguments(image, patch_size, overlap, blending, batch_size, size_divisor, pad_mode)
+    overlaps = (overlap,) * len(patch) if isinstance(overlap, int | float) else tuple(overlap)
     padded, crop = _pad_to_patch(image, patch, pad_mode)
     full = tuple(padded.shape[1:])
-    tiles = _tile_regions(full, patch, overlap)
+    tiles = _tile_regions(full, patch, overlaps)
     device = image.device
     window = gaussian_window(patch, device=device) if blending == "gaussian" else torch.ones(patch, device=device)
 
@@ -179,9 +181,11 @@ def sliding_window(
     return {key: out.div_(weight)[(slice(None), *crop)].contiguous() for key, out in outputs.items()}
 
 
-def _tile_regions(full: tuple[int, ...], patch: tuple[int, ...], overlap: float) -> list[tuple[slice, ...]]:
+def _tile_regions(
+    full: tuple[int, ...], patch: tuple[int, ...], overlaps: tuple[float, ...]
+) -> list[tuple[slice, ...]]:
     """The region of every tile in an image of shape ``full`` (see :func:`tile_starts`), C order."""
-    starts = [tile_starts(n, p, overlap) for n, p in zip(full, patch, strict=True)]
+    starts = [tile_starts(n, p, o) for n, p, o in zip(full, patch, overlaps, strict=True)]
     return [
         tuple(slice(s, s + p) for s, p in zip(origin, patch, strict=True)) for origin in itertools.product(*starts)
     ]
@@ -190,7 +194,7 @@ def _tile_regions(full: tuple[int, ...], patch: tuple[int, ...], overlap: float)
 def _check_arguments(
     image: torch.Tensor,
     patch_size: Sequence[int],
-    overlap: float,
+    overlap: float | Sequence[float],
     blending: str,
     batch_size: int,
     size_divisor: Sequence[int] | int,
@@ -208,8 +212,11 @@ def _check_arguments(
         raise BiosegError(f"blending is {blending!r}; expected one of {list(_BLENDINGS)}")
     if pad_mode not in _PAD_MODES:
         raise BiosegError(f"pad_mode is {pad_mode!r}; expected one of {list(_PAD_MODES)}")
-    if not 0 <= overlap < 1:
-        raise BiosegError(f"overlap is {overlap}; expected 0 <= overlap < 1 (a fraction of the patch)")
+    overlaps = [overlap] if isinstance(overlap, int | float) else list(overlap)
+    if len(overlaps) not in (1, ndim) or not all(0 <= o < 1 for o in overlaps):
+        raise BiosegError(
+            f"overlap is {overlap}; expected 0 <= overlap < 1 (a fraction of the patch), one or one per axis"
+        )
     if batch_size < 1:
         raise BiosegError(f"batch_size is {batch_size}; expected at least 1 tile per forward pass")
     return tuple(max(d, p // d * d) for p, d in zip(patch, divisor, strict=True))

@@ -50,8 +50,10 @@ def size_divisor(bundle: ModelBundle) -> tuple[int, ...]:
 
 
 def tile_size(bundle: ModelBundle) -> tuple[int, ...]:
-    """The run's tile size, rounded down to the sizes the network accepts (what prediction uses)."""
-    patch = bundle.cfg.infer.patch_size or bundle.cfg.data.patch_size
+    """The run's tile size, rounded down to the sizes the network accepts (its training patch where
+    prediction plans the tiles per image)."""
+    patch = bundle.cfg.infer.patch_size
+    patch = bundle.cfg.data.patch_size if patch in (None, "auto") else patch
     return tuple(max(d, p // d * d) for p, d in zip(patch, size_divisor(bundle), strict=True))
 
 
