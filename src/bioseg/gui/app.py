@@ -8,9 +8,11 @@ Uploads and results live in one temporary folder, pruned while serving and remov
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -127,6 +129,7 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
         return overlay(result, int(z)) if result is not None else None
 
     first = runs[0]
+    start = dict(zip(SETTINGS, _defaults(first), strict=True))  # the page opens with the first run's settings
     with gr.Blocks(title="bioseg", analytics_enabled=False, delete_cache=(600, KEEP_RESULTS_S)) as demo:
         gr.Markdown("# bioseg — segment images with a trained model")
         with gr.Row():
@@ -139,20 +142,7 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
                                     elem_id="images", file_types=list(IMAGE_SUFFIXES))  # fmt: skip
                     server_path = gr.Textbox(label="or a path on this machine (OME-Zarr store, HDF5 file, image)",
                                              elem_id="server_path")  # fmt: skip
-                    with gr.Accordion("settings", open=True):
-                        threshold = gr.Slider(0.01, 0.99, value=0.5, step=0.01, label="threshold",
-                                              elem_id="threshold")  # fmt: skip
-                        overlap = gr.Slider(0.0, 0.75, value=0.25, step=0.05, label="tile overlap", elem_id="overlap")
-                        tta = gr.Checkbox(False, label="test-time augmentation (flips and turns)", elem_id="tta")
-                        precision = gr.Dropdown(PRECISIONS, value="auto", label="precision", elem_id="precision")
-                    with gr.Accordion("objects (instance mode)", open=first.instances):
-                        o_thr = gr.Slider(0.01, 0.99, value=0.5, step=0.01, label="object threshold",
-                                          elem_id="object_threshold")  # fmt: skip
-                        o_h = gr.Number(1.0, label="seed h (voxels)", elem_id="seed_h", minimum=0)
-                        o_merge = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="merge threshold",
-                                            elem_id="merge_threshold")  # fmt: skip
-                        o_min = gr.Number(0, label="minimum object size (pixels)", elem_id="min_size", minimum=0,
-                                          precision=0)  # fmt: skip
+                    settings_boxes = _settings_inputs(gr, start, first.instances)
                     button = gr.Button("Predict", variant="primary", elem_id="predict")
                 with gr.Column(scale=2):
                     status = gr.Markdown("", elem_id="status")
@@ -171,13 +161,37 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
             text, frame = describe(index)
             return [text, frame, *values]
 
-        settings_boxes = [threshold, overlap, tta, precision, o_thr, o_h, o_merge, o_min]
         run_box.change(on_run, run_box, [about, report, *settings_boxes])
-        demo.load(on_run, run_box, [about, report, *settings_boxes])
         button.click(predict, [run_box, files, server_path, *settings_boxes],
                      [status, image, z, objects, download, state], concurrency_limit=1)  # fmt: skip
         z.change(plane, [state, z], image)
     return demo
+
+
+def _settings_inputs(gr: Any, start: dict[str, Any], instances: bool) -> list[Any]:
+    """The settings' inputs, in the order of :data:`SETTINGS`, set to the values in ``start``."""
+    with gr.Accordion("settings", open=True):
+        boxes = [
+            gr.Slider(0.01, 0.99, value=start["threshold"], step=0.01, label="threshold", elem_id="threshold"),
+            gr.Slider(0.0, 0.75, value=start["overlap"], step=0.05, label="tile overlap", elem_id="overlap"),
+            gr.Checkbox(start["tta"], label="test-time augmentation (flips and turns)", elem_id="tta"),
+            gr.Dropdown(PRECISIONS, value=start["precision"], label="precision", elem_id="precision"),
+        ]
+    with gr.Accordion("objects (instance mode)", open=instances):
+        boxes += [
+            gr.Slider(0.01, 0.99, value=start["object_threshold"], step=0.01, label="object threshold",
+                      elem_id="object_threshold"),
+            gr.Number(start["seed_h"], label="seed h (voxels)", elem_id="seed_h", minimum=0),
+            gr.Slider(0.0, 1.0, value=start["merge_threshold"], step=0.05, label="merge threshold",
+                      elem_id="merge_threshold"),
+            gr.Number(start["object_min_size"], label="minimum object size (pixels)", elem_id="min_size", minimum=0,
+                      precision=0),
+        ]  # fmt: skip
+    return boxes
+
+
+SETTINGS = ["threshold", "overlap", "tta", "precision", "object_threshold", "seed_h", "merge_threshold",
+            "object_min_size"]  # fmt: skip
 
 
 def _defaults(run: RunInfo) -> list[Any]:
@@ -230,6 +244,27 @@ def serve(folders: list[Path], host: str = "127.0.0.1", port: int = 8000, max_up
         app = make_server(runs, work_dir, int(max_upload_mb * 2**20))
         where = "only this machine can open it" if host in LOOPBACK else "the page is reachable from the network"
         announce(f"{len(runs)} run(s); serving http://{host}:{port} ({where}); Ctrl+C stops")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # uvicorn stops on SIGINT and SIGTERM, then re-raises the signal to the handler it found: made an
+        # exception here, so the temporary folder is removed on either; open pages hold it 3 s at most
+        with _signals_interrupt():
+            uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    except KeyboardInterrupt:
+        announce("stopped")
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -85,10 +85,15 @@ def read_upload(path: str | Path, predictor: Predictor, max_bytes: int) -> np.nd
         raise BiosegError(f"{path.name} is {path.stat().st_size / 2**20:.1f} MB; the limit is "
                           f"{max_bytes / 2**20:.1f} MB (bioseg gui --max-upload-mb)")  # fmt: skip
     dims = predictor.spatial_dims
+    planes = _tiff_planes(path)
+    if dims == 2 and planes > 1:
+        raise BiosegError(f"{path.name} is a 3D stack of {planes} planes; the chosen model is 2D: choose a 3D "
+                          "model, or upload one plane")  # fmt: skip
     try:
         raw = read_input(path, predictor.cfg.data, dims)
     except BiosegError as err:
-        raise BiosegError(f"{path.name}: {err}".replace(f"{path}: ", "").replace(str(path), path.name)) from None
+        text = str(err).replace(str(path), path.name)  # the upload folder is no concern of the user's
+        raise BiosegError(text if text.startswith(path.name) else f"{path.name}: {text}") from None
     except Exception as err:  # a decoder's own error on a damaged file
         raise BiosegError(f"{path.name} could not be read as an image ({type(err).__name__}: {err})") from None
     channels = predictor.cfg.data.in_channels
@@ -97,6 +102,21 @@ def read_upload(path: str | Path, predictor: Predictor, max_bytes: int) -> np.nd
                           f"reads {channels}: choose a model for such images or upload {channels}-channel "
                           "images")  # fmt: skip
     return raw
+
+
+def _tiff_planes(path: Path) -> int:
+    """The number of z planes a TIFF says it holds (its axes metadata has Z); 0 when it says none, or
+    cannot be read (the reader then says why)."""
+    if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
+        return 0
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return int(series.shape[series.axes.index("Z")]) if "Z" in series.axes else 0
+    except Exception:  # noqa: BLE001  (a damaged file: read_input names the problem)
+        return 0
 
 
 def _stems(paths: Sequence[Path]) -> list[str]:
