@@ -82,7 +82,7 @@ def predict(page, *files: Path, threshold: float | None = None, precision: str |
     it says."""
     page.locator("#images input[type=file]").set_input_files([str(f) for f in files])
     for f in files:
-        page.locator("#images").get_by_text(f.name).first.wait_for()
+        page.locator("#images").get_by_text(f.stem).first.wait_for()  # several files: name and suffix apart
     if threshold is not None:
         box = page.locator("#threshold input[type=number]")
         box.fill(str(threshold))

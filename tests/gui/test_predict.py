@@ -107,3 +107,22 @@ def test_a_bad_upload_is_one_line_naming_the_file(object_run, bad_files, kind, s
 def test_nothing_given_is_one_line(object_run, tmp_path):
     with pytest.raises(BiosegError, match="no image given"):
         predict_uploads(object_run, [], Settings(), tmp_path, MB)
+
+
+def test_an_hdf5_file_and_an_ome_zarr_store_on_disk_predict_like_the_image_they_hold(object_run, image, tmp_path):
+    import h5py
+
+    from bioseg.io import read_image
+    from bioseg.io.zarr_io import write_ome_zarr
+
+    pixels = read_image(image)[0]
+    with h5py.File(tmp_path / "cells.h5", "w") as f:
+        f["raw"] = pixels
+    write_ome_zarr(tmp_path / "cells.zarr", pixels, axes="YX")
+    paths = [image, tmp_path / "cells.h5", tmp_path / "cells.zarr"]
+    result = predict_uploads(object_run, paths, Settings(precision="fp32"), tmp_path / "out", MB)
+    png, h5, zarr = (r.labels["mask"] for r in result.images)
+    np.testing.assert_array_equal(h5, png)
+    np.testing.assert_array_equal(zarr, png)
+    assert [r.name for r in result.images] == [image.stem, "cells", "cells_2"]
+    assert not (tmp_path / "cells.zarr" / "labels").exists()  # the user's store is left as it was

@@ -50,10 +50,10 @@ def require_gradio() -> None:
         raise BiosegError("bioseg gui needs gradio: install the gui extra, pip install 'bioseg[gui]'")
 
 
-def overlay(result: Result, z: int = 0) -> np.ndarray:
-    """The first image's overlay as RGB ``(Y, X, 3)``, enlarged when small: its objects in instance mode,
+def overlay(result: Result, z: int = 0, index: int = 0) -> np.ndarray:
+    """Image ``index``'s overlay as RGB ``(Y, X, 3)``, enlarged when small: its objects in instance mode,
     else the first head's classes; plane ``z`` of a volume."""
-    image = result.images[0]
+    image = result.images[index]
     head = next(iter(image.labels))
     labels, classes = image.labels[head], image.classes[head]
     if image.instances is not None:
@@ -113,20 +113,31 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
             if not isinstance(err, BiosegError):
                 logger.exception("prediction failed")
             shutil.rmtree(out, ignore_errors=True)
-            return f"Error: {one_line(err)}", None, gr.update(visible=False), None, None, None
-        first = result.images[0]
-        depth = first.raw.shape[1] if first.raw.ndim == 4 else 0
-        rows = [list(r.values()) for r in first.objects]
-        names = ", ".join(i.name for i in result.images)
-        found = f"; {len(first.objects)} objects in {first.name}" if first.instances is not None else ""
-        status = f"Done: predicted {len(result.images)} image(s): {names}{found}"
-        z = gr.update(visible=depth > 1, maximum=max(depth - 1, 1), value=depth // 2)
-        table = gr.update(value=rows, headers=list(first.objects[0]) if first.objects else None,
-                          visible=first.instances is not None)  # fmt: skip
-        return status, overlay(result, depth // 2), z, table, str(result.archive), result
+            hidden = gr.update(visible=False)
+            return f"Error: {one_line(err)}", None, hidden, hidden, hidden, None, None
+        names = [i.name for i in result.images]
+        objects = sum(len(i.objects) for i in result.images)
+        found = f"; {objects} objects" if result.images[0].instances is not None else ""
+        status = f"Done: predicted {len(names)} image(s): {', '.join(names)}{found}"
+        shown = gr.update(choices=names, value=names[0], visible=len(names) > 1)
+        return status, *view(result, names[0]), shown, str(result.archive), result
 
-    def plane(result, z):
-        return overlay(result, int(z)) if result is not None else None
+    def view(result, name, z=None):
+        """The overlay, z slider and objects' table of the image ``name`` (a volume: plane ``z``, else the middle)."""
+        if result is None:
+            return None, gr.update(visible=False), gr.update(visible=False)
+        index = next((k for k, i in enumerate(result.images) if i.name == name), 0)
+        image = result.images[index]
+        depth = image.raw.shape[1] if image.raw.ndim == 4 else 0
+        z = depth // 2 if z is None else int(z)
+        rows = [list(r.values()) for r in image.objects]
+        table = gr.update(value=rows, headers=list(image.objects[0]) if image.objects else None,
+                          visible=image.instances is not None)  # fmt: skip
+        slider = gr.update(visible=depth > 1, maximum=max(depth - 1, 1), value=z)
+        return overlay(result, z, index), slider, table
+
+    def plane(result, name, z):
+        return view(result, name, z)[0]
 
     first = runs[0]
     start = dict(zip(SETTINGS, _defaults(first), strict=True))  # the page opens with the first run's settings
@@ -146,9 +157,11 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
                     button = gr.Button("Predict", variant="primary", elem_id="predict")
                 with gr.Column(scale=2):
                     status = gr.Markdown("", elem_id="status")
+                    shown = gr.Dropdown([], label="image shown", elem_id="shown", visible=False, interactive=True)
                     image = gr.Image(label="overlay", elem_id="overlay", interactive=False, type="numpy")
                     z = gr.Slider(0, 1, value=0, step=1, label="z plane", elem_id="z", visible=False)
-                    objects = gr.Dataframe(label="objects", elem_id="objects", interactive=False, visible=False)
+                    objects = gr.Dataframe(label="objects", elem_id="objects", interactive=False, visible=False,
+                                           max_height=320)
                     download = gr.File(label="download: labels, probabilities and objects (TIFF) in one zip",
                                        elem_id="download", interactive=False)  # fmt: skip
         with gr.Tab("Run report"):
@@ -163,8 +176,9 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
 
         run_box.change(on_run, run_box, [about, report, *settings_boxes])
         button.click(predict, [run_box, files, server_path, *settings_boxes],
-                     [status, image, z, objects, download, state], concurrency_limit=1)  # fmt: skip
-        z.change(plane, [state, z], image)
+                     [status, image, z, objects, shown, download, state], concurrency_limit=1)  # fmt: skip
+        shown.input(lambda result, name: view(result, name), [state, shown], [image, z, objects])
+        z.input(plane, [state, shown, z], image)
     return demo
 
 
