@@ -20,6 +20,17 @@ def test_training_evaluate_and_tuning_fill_every_section(object_run):
     assert not re.search(r'(src|href)="(?!#|data:)', html)
 
 
+def test_the_summary_counts_the_networks_parameters_and_gives_the_test_scores(object_run):
+    from bioseg.nn.bundle import ModelBundle
+
+    net = ModelBundle.load(object_run).net
+    count = sum(p.numel() for p in net.parameters())
+    html = (object_run / "report.html").read_text()
+    assert f", {count:,} parameters</td>" in html and count > 100
+    scores = json.loads((object_run / "predictions" / "test" / "metrics.json").read_text())["dataset"]
+    assert f"test scores</td><td>Dice {scores['dice_mean']:.4f}, IoU {scores['iou_mean']:.4f} on 2 images" in html
+
+
 def test_versions_are_those_of_the_training_and_survive_a_rewrite(object_run):
     recorded = json.loads((object_run / "versions.json").read_text())
     assert recorded["recorded_by"] == "training"  # evaluate and tune-instances rewrote the report since

@@ -15,6 +15,7 @@ from typing import Any
 from bioseg.reports.report_html import Section, image_tag, preformatted, table
 
 NOTE = '<p class="note">{}</p>'
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with the weights, not learnt by them
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -58,8 +59,7 @@ def summary(run_dir: Path, cfg: dict[str, Any], history: list[dict[str, Any]]) -
         {"": "run", "value": f"{cfg.get('name', run_dir.parent.name)}, fold {data.get('fold', 0)} ({run_dir})"},
         {"": "data", "value": f"{data.get('root')} ({data.get('labels', 'semantic')} labels, "
                               f"{data.get('in_channels', 1)} channel(s), patch {data.get('patch_size')})"},
-        {"": "model", "value": f"{model.get('name', 'unet')} {model.get('spatial_dims', 2)}D, "
-                               f"widths {model.get('widths')}"},
+        {"": "model", "value": _model_line(run_dir, model)},
     ]  # fmt: skip
     for name, head in cfg.get("heads", {}).items():
         classes = data.get("classes") if len(cfg.get("heads", {})) == 1 else None
@@ -70,6 +70,12 @@ def summary(run_dir: Path, cfg: dict[str, Any], history: list[dict[str, Any]]) -
         took = f"{seconds / 60:.1f} min" if isinstance(seconds, int | float) and not math.isnan(seconds) else "n/a"
         rows.append({"": "training", "value": f"{len(history)} epoch(s) in {took}, precision "
                                               f"{train.get('precision', 'auto')}"})  # fmt: skip
+    for folder in evaluated_splits(run_dir):
+        doc = _read_json(folder / "metrics.json") or {}
+        score = doc.get("dataset", {})
+        if "dice_mean" in score:
+            said = f"Dice {score['dice_mean']:.4f}, IoU {score.get('iou_mean', math.nan):.4f}"
+            rows.append({"": f"{folder.name} scores", "value": f"{said} on {doc.get('n_images')} images (first head)"})
     monitor, mode = train.get("monitor", "val/dice_mean"), train.get("monitor_mode", "max")
     best, key = best_epoch(history, monitor, mode)
     if best is not None:
@@ -77,6 +83,22 @@ def summary(run_dir: Path, cfg: dict[str, Any], history: list[dict[str, Any]]) -
     else:
         rows.append({"": "best epoch", "value": "n/a (no epoch finished)"})
     return Section("summary", "Summary", table(rows, ["", "value"], sortable=False))
+
+
+def _model_line(run_dir: Path, model: dict[str, Any]) -> str:
+    """``unet 2D, widths [16, 32], 47,234 parameters`` (the count read from the saved weights' header)."""
+    line = f"{model.get('name', 'unet')} {model.get('spatial_dims', 2)}D"
+    if model.get("widths"):
+        line += f", widths {model['widths']}"
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(run_dir / "model" / "weights.safetensors"), "np") as f:
+            count = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(BUFFERS))  # noqa: SIM118
+        line += f", {count:,} parameters"
+    except Exception:  # noqa: BLE001  (no weights yet, or unreadable: the count is left out)
+        pass
+    return line
 
 
 def curves(run_dir: Path) -> Section:
