@@ -126,3 +126,21 @@ def test_an_hdf5_file_and_an_ome_zarr_store_on_disk_predict_like_the_image_they_
     np.testing.assert_array_equal(zarr, png)
     assert [r.name for r in result.images] == [image.stem, "cells", "cells_2"]
     assert not (tmp_path / "cells.zarr" / "labels").exists()  # the user's store is left as it was
+
+
+def test_a_volume_for_a_3d_model_gives_objects_with_a_z_centroid(tmp_path):
+    from helpers import saved_run
+
+    run = saved_run(tmp_path / "run3d", {
+        "name": "vol3d",
+        "data": {"root": str(tmp_path / "absent"), "patch_size": [8, 32, 32]},
+        "model": {"spatial_dims": 3, "widths": [4, 8], "pool_sizes": [[1, 2, 2]]},
+        "infer": {"patch_size": [8, 32, 32], "precision": "fp32"},
+        "post": {"instances": {"mode": "foreground"}},
+    })  # fmt: skip
+    stack = tmp_path / "stack.tif"
+    write_tiff(stack, np.random.default_rng(0).random((6, 40, 36)).astype(np.float32), axes="ZYX")
+    image = predict_uploads(run, [stack], Settings(threshold=0.5), tmp_path / "out", MB).images[0]
+    assert image.raw.shape == (1, 6, 40, 36) and image.instances.shape == (6, 40, 36)
+    assert [list(o) for o in image.objects[:1]] == [["id", "size", "centroid_z", "centroid_y", "centroid_x"]]
+    assert sum(o["size"] for o in image.objects) == int((image.instances > 0).sum())

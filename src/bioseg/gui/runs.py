@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bioseg import config
+from bioseg.data.head_targets import class_names
 from bioseg.errors import BiosegError
 from bioseg.nn.bundle import read_meta
 
@@ -46,11 +48,8 @@ def describe_run(run_dir: Path) -> RunInfo:
     """What the GUI shows of the run in ``run_dir`` (a folder holding ``model/``), read from model.json."""
     meta: dict[str, Any] = read_meta(run_dir / "model")
     experiment = meta.get("experiment", {})
-    classes = meta.get("classes") or []
-    heads = {
-        name: (list(classes) if len(meta["heads"]) == 1 and classes else [str(k) for k in range(h["classes"])])
-        for name, h in meta["heads"].items()
-    }
+    cfg = config.from_dict(experiment)
+    heads = {name: class_names(cfg, name) for name in cfg.heads}
     instances = experiment.get("post", {}).get("instances", {}).get("mode", "off") != "off"
     name = f"{experiment.get('name', run_dir.parent.name)}/{run_dir.name}"
     return RunInfo(run_dir, name, meta["model"]["spatial_dims"], meta["model"]["in_channels"], heads, instances,
