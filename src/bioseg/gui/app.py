@@ -102,7 +102,8 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
         paths = [Path(f if isinstance(f, str) else f.name) for f in (files or [])]
         if server_path and server_path.strip():
             paths.append(Path(server_path.strip()).expanduser())
-        settings = Settings(threshold, overlap, bool(tta), precision, o_thr, o_h, o_merge, int(o_min))
+        minimum = int(o_min) if o_min is not None else None  # an emptied box: the run's own value
+        settings = Settings(threshold, overlap, bool(tta), precision, o_thr, o_h, o_merge, minimum)
         results_dir.mkdir(parents=True, exist_ok=True)
         _prune(results_dir)
         out = results_dir / uuid.uuid4().hex
