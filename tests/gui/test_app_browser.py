@@ -32,10 +32,26 @@ def _get(url: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(object_run, browser, tmp_path_factory):
-    """``bioseg gui RUN`` on a free loopback port, its temporary folder under a folder of this test."""
+def volume_run(tmp_path_factory) -> Path:
+    """An untrained 3D model that predicts objects (its folder sorts after the 2D run's: listed second)."""
+    from helpers import saved_run
+
+    folder = tmp_path_factory.mktemp("z_volume_run")
+    return saved_run(folder, {
+        "name": "volumes",
+        "data": {"root": str(folder / "absent"), "patch_size": [8, 32, 32]},
+        "model": {"spatial_dims": 3, "widths": [4, 8], "pool_sizes": [[1, 2, 2]]},
+        "infer": {"patch_size": [8, 32, 32], "precision": "fp32"},
+        "post": {"instances": {"mode": "foreground"}},
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(object_run, volume_run, browser, tmp_path_factory):
+    """``bioseg gui`` with the 2D and the 3D run on a free loopback port, its temporary folder under a
+    folder of this test."""
     port, temp = _free_port(), tmp_path_factory.mktemp("gui_tmp")
-    command = [sys.executable, "-m", "bioseg", "gui", str(object_run), "--port", str(port),
+    command = [sys.executable, "-m", "bioseg", "gui", str(object_run), str(volume_run), "--port", str(port),
                "--max-upload-mb", str(LIMIT_MB)]  # fmt: skip
     log = temp.parent / f"gui_{port}.log"
     with log.open("w") as out:
@@ -146,6 +162,22 @@ def test_a_bad_input_is_one_line_in_the_page_and_the_app_keeps_serving(page, ser
     assert status.startswith(said)
     assert "\n" not in status and "Traceback" not in page.content()
     assert server["proc"].poll() is None and _get(server["url"]) == 200  # still serving
+
+
+def test_a_volume_is_shown_plane_by_plane_with_a_z_slider(page, tmp_path):
+    page.locator("#run input").click()
+    page.get_by_role("option", name="volumes/").click()
+    page.wait_for_function("document.querySelector('#about').innerText.includes('3D')")
+    stack = tmp_path / "stack.tif"
+    write_tiff(stack, np.random.default_rng(2).random((5, 40, 36)).astype(np.float32), axes="ZYX")
+    assert predict(page, stack).startswith("Done: predicted 1 image(s): stack")
+    slider = page.locator("#z input[type=number]")
+    assert slider.input_value() == "2"  # the middle plane first
+    first = page.locator("#overlay img").get_attribute("src")
+    slider.fill("4")
+    slider.press("Enter")
+    page.wait_for_function(f"document.querySelector('#overlay img').src !== {first!r}")
+    assert "centroid_z" in page.locator("#objects").inner_text()
 
 
 def test_no_request_leaves_the_machine(page, server, image):

@@ -154,7 +154,7 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
                                     elem_id="images", file_types=list(IMAGE_SUFFIXES))  # fmt: skip
                     server_path = gr.Textbox(label="or a path on this machine (OME-Zarr store, HDF5 file, image)",
                                              elem_id="server_path")  # fmt: skip
-                    settings_boxes = _settings_inputs(gr, start, first.instances)
+                    settings_boxes, objects_box = _settings_inputs(gr, start, first.instances)
                     button = gr.Button("Predict", variant="primary", elem_id="predict")
                 with gr.Column(scale=2):
                     status = gr.Markdown("", elem_id="status")
@@ -173,9 +173,9 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
             run = run_of(index)
             values = _defaults(run)
             text, frame = describe(index)
-            return [text, frame, *values]
+            return [text, frame, gr.update(open=run.instances), *values]
 
-        run_box.change(on_run, run_box, [about, report, *settings_boxes])
+        run_box.change(on_run, run_box, [about, report, objects_box, *settings_boxes])
         button.click(predict, [run_box, files, server_path, *settings_boxes],
                      [status, image, z, objects, shown, download, state], concurrency_limit=1)  # fmt: skip
         shown.input(lambda result, name: view(result, name), [state, shown], [image, z, objects])
@@ -183,8 +183,9 @@ def build_app(runs: list[RunInfo], work_dir: Path, max_bytes: int) -> Any:
     return demo
 
 
-def _settings_inputs(gr: Any, start: dict[str, Any], instances: bool) -> list[Any]:
-    """The settings' inputs, in the order of :data:`SETTINGS`, set to the values in ``start``."""
+def _settings_inputs(gr: Any, start: dict[str, Any], instances: bool) -> tuple[list[Any], Any]:
+    """The settings' inputs, in the order of :data:`SETTINGS`, set to the values in ``start``; and the
+    group of the object settings (open when the run predicts objects)."""
     with gr.Accordion("settings", open=True):
         boxes = [
             gr.Slider(0.01, 0.99, value=start["threshold"], step=0.01, label="threshold", elem_id="threshold"),
@@ -192,7 +193,7 @@ def _settings_inputs(gr: Any, start: dict[str, Any], instances: bool) -> list[An
             gr.Checkbox(start["tta"], label="test-time augmentation (flips and turns)", elem_id="tta"),
             gr.Dropdown(PRECISIONS, value=start["precision"], label="precision", elem_id="precision"),
         ]
-    with gr.Accordion("objects (instance mode)", open=instances):
+    with gr.Accordion("objects (instance mode)", open=instances) as objects_box:
         boxes += [
             gr.Slider(0.01, 0.99, value=start["object_threshold"], step=0.01, label="object threshold",
                       elem_id="object_threshold"),
@@ -202,7 +203,7 @@ def _settings_inputs(gr: Any, start: dict[str, Any], instances: bool) -> list[An
             gr.Number(start["object_min_size"], label="minimum object size (pixels)", elem_id="min_size", minimum=0,
                       precision=0),
         ]  # fmt: skip
-    return boxes
+    return boxes, objects_box
 
 
 SETTINGS = ["threshold", "overlap", "tta", "precision", "object_threshold", "seed_h", "merge_threshold",
