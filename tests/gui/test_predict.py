@@ -144,3 +144,23 @@ def test_a_volume_for_a_3d_model_gives_objects_with_a_z_centroid(tmp_path):
     assert image.raw.shape == (1, 6, 40, 36) and image.instances.shape == (6, 40, 36)
     assert [list(o) for o in image.objects[:1]] == [["id", "size", "centroid_z", "centroid_y", "centroid_x"]]
     assert sum(o["size"] for o in image.objects) == int((image.instances > 0).sum())
+
+
+def test_a_two_channel_model_takes_a_two_channel_image_and_refuses_a_grey_one(tmp_path):
+    from helpers import saved_run
+
+    run = saved_run(tmp_path / "run2c", {
+        "name": "two_channels",
+        "data": {"root": str(tmp_path / "absent"), "patch_size": [32, 32], "in_channels": 2},
+        "model": {"widths": [4, 8]},
+        "infer": {"patch_size": [32, 32], "precision": "fp32"},
+    })  # fmt: skip
+    rng = np.random.default_rng(3)
+    both = tmp_path / "both.tif"
+    write_tiff(both, rng.random((2, 40, 36)).astype(np.float32), axes="CYX")
+    grey = tmp_path / "grey.png"
+    write_png(grey, rng.integers(0, 255, (40, 36), dtype=np.uint8))
+    image = predict_uploads(run, [both], Settings(), tmp_path / "out", MB).images[0]
+    assert image.raw.shape == (2, 40, 36) and image.labels["mask"].shape == (40, 36)
+    with pytest.raises(BiosegError, match=r"^grey.png has 1 channel\(s\) .*the chosen model reads 2"):
+        predict_uploads(run, [grey], Settings(), tmp_path / "out2", MB)
