@@ -37,3 +37,48 @@ def volumes(tmp_path_factory) -> Path:
     make_splits(discover(root), folds=1, test_split=0.25, val_split=0.34, seed=0)
     return root
 
+
+
+@pytest.fixture(scope="session")
+def object_run(cells_dir: Path, tmp_path_factory) -> Path:
+    """A tiny 2D run that predicts objects (post.instances foreground), trained for two epochs, evaluated on
+    its test split and its object threshold tuned: every section of its report.html has content."""
+    from helpers import TINY, run_cli
+
+    from bioseg.workflows.tune_instances import tune_run
+
+    work = tmp_path_factory.mktemp("object_run")
+    cfg = work / "exp.yaml"
+    assert run_cli("init-config", cells_dir, "-o", cfg, "--name", "objects") == 0
+    sets = [x for s in [*TINY, "train.epochs=2", "post.instances.mode=foreground"] for x in ("--set", s)]
+    assert run_cli("train", cfg, "--no-progress", *sets) == 0
+    run = work / "runs" / "objects" / "fold_0"
+    assert run_cli("evaluate", run, "--no-progress", "--precision", "fp32") == 0
+    tune_run(run, split="val", grid={"threshold": (0.4, 0.6)}, progress=False, precision="fp32")
+    return run
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium from Debian's package, driven by Playwright (which cannot download browsers here)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium (.ci/run does) to run the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory) -> Path:
+    """Where browser tests save their screenshots: $BIOSEG_TEST_ARTIFACTS, else a folder of the test session."""
+    import os
+
+    folder = Path(os.environ.get("BIOSEG_TEST_ARTIFACTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

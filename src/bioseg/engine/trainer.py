@@ -27,6 +27,7 @@ from bioseg.inference import precision as precision_choice
 from bioseg.io.folders import check_output_folder
 from bioseg.nn.bundle import save_model
 from bioseg.reports.history import read_metrics_csv
+from bioseg.reports.run_report import write_run_report
 
 
 @dataclass
@@ -89,6 +90,7 @@ def train(
         module.load_state_dict(state)
     save_model(module.net, cfg, run_dir, training_objects(cfg, datamodule.train_samples, module.net))
     write_snapshots(cfg, run_dir, datamodule)
+    write_run_report(run_dir, "training")
     score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     history = read_metrics_csv(run_dir / "metrics.csv")
     mode = checkpoint.mode

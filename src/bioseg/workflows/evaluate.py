@@ -26,6 +26,7 @@ from bioseg.io import IMAGE_SUFFIXES, read_mask
 from bioseg.io.folders import check_output_folder
 from bioseg.metrics import confusion_matrix, describe_mean, scores_from_confusion
 from bioseg.metrics.calibration import CalibrationTally, confidence_and_prediction
+from bioseg.reports.run_report import write_run_report
 from bioseg.workflows.split_predictions import (
     output_stem,
     predict_split,
@@ -165,6 +166,9 @@ def evaluate_run(
     extra["calibration"] = _calibration(tallies, out)
     result = _write(out, heads, extra, instance_scores)
     result.calibration = extra["calibration"]
+    # the run's own scores (not an ensemble's, nor a folder the user chose elsewhere) go into its report
+    if Path(out).resolve().parent == (run_dir / "predictions").resolve() and (run_dir / "model").is_dir():
+        write_run_report(run_dir, "evaluate")
     return result
 
 

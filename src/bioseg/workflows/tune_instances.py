@@ -22,6 +22,7 @@ from bioseg.data.head_targets import instance_labels
 from bioseg.errors import BiosegError
 from bioseg.inference.instances import predict_instances
 from bioseg.metrics.instance import aggregate, match_instances
+from bioseg.reports.run_report import write_run_report
 from bioseg.workflows.split_predictions import predict_split, results_dir, split_predictor, split_samples
 
 __all__ = ["default_grid", "parse_grid", "tune_instances", "tune_run"]
@@ -201,5 +202,8 @@ def tune_run(
         for key, value in best.items():
             setattr(tuned.post.instances, key, value)
         bundle.update_experiment(tuned)
-    (results_dir(predictor) / "instances_tuning.json").write_text(json.dumps(doc, indent=2))
+    folder = results_dir(predictor)
+    (folder / "instances_tuning.json").write_text(json.dumps(doc, indent=2))
+    if (folder / "model").is_dir():  # a run folder (not an ensemble's): its report shows the tuning
+        write_run_report(folder, "tune-instances")
     return doc
