@@ -125,3 +125,30 @@ def test_without_opacus_one_line_names_the_extra(cells_dir, tmp_path, monkeypatc
     settings["train"] = {"privacy": {"target_epsilon": 3}}
     with pytest.raises(BiosegError, match=r"pip install 'bioseg\[private\]'"):
         bioseg.train(settings, overrides=TINY, progress=False)
+
+
+def test_an_empty_poisson_batch_still_takes_a_noisy_step():
+    """Poisson sampling may draw no image: the step adds noise alone, as the accounting assumes."""
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from bioseg import config
+    from bioseg.engine.privacy import PrivateSegmentationModule
+
+    cfg = config.from_dict({"data": {"root": "absent", "patch_size": [16, 16]},
+                            "model": {"widths": [4, 8], "norm": "group"},
+                            "train": {"privacy": {"noise_multiplier": 1.0}}})  # fmt: skip
+    module = PrivateSegmentationModule(config.to_dict(cfg))
+    loader = DataLoader(TensorDataset(torch.zeros(4, 1, 16, 16)), batch_size=2)
+    _, optimizer, _ = PrivacyEngine(accountant="rdp").make_private(
+        module=module.net, optimizer=module.build_optimizer(), data_loader=loader, noise_multiplier=1.0,
+        max_grad_norm=1.0, poisson_sampling=False, wrap_model=False,
+    )  # fmt: skip
+    before = [p.detach().clone() for p in module.net.parameters()]
+    assert module.training_step({"image": torch.zeros(0, 1, 16, 16)}, 0) is None  # Lightning: no backward
+    optimizer.zero_grad()  # as Lightning's closure does, after the training step
+    module.on_before_optimizer_step(optimizer)
+    optimizer.step()
+    after = list(module.net.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))  # the noise moved them

@@ -114,6 +114,7 @@ class PrivateSegmentationModule(SegmentationModule):
         self.noise_multiplier: float | None = self.privacy.noise_multiplier
         self.sample_rate = math.nan
         self.planned_steps = 0
+        self._empty_batch = False
         self.engine: Any = None
         self._hooks: list[Any] = []  # a list: an nn.Module attribute would enter the state dict
         # per-image gradients come out contiguous: channels-last parameters would make every step copy them
@@ -154,11 +155,12 @@ class PrivateSegmentationModule(SegmentationModule):
         self._hooks = [hooks]
         return self.schedule(optimizer)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        outputs = self.net(batch["image"])
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         n = batch["image"].shape[0]
-        if n == 0:  # an empty Poisson batch still takes its noisy step: a zero loss tied to the graph
-            return sum(o.sum() for o in outputs.values()) * 0.0
+        if n == 0:  # an empty Poisson batch: no backward (convolutions refuse 0 images), but the noisy step
+            self._empty_batch = True  # is taken, on zero per-image gradients, as the accounting assumes
+            return None
+        outputs = self.net(batch["image"])
         targets, weights = batch_targets(batch, self.cfg.heads)
         losses, sums = [], {}
         for i in range(n):  # image by image: each image's gradient depends on that image only
@@ -177,6 +179,14 @@ class PrivateSegmentationModule(SegmentationModule):
         self._term_sums["_n"] = self._term_sums.get("_n", 0) + n
         return total
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # after Lightning's zero_grad, which clears them, and before Opacus's clipping reads them
+        if self._empty_batch:
+            for p in self.net.parameters():
+                if p.requires_grad:
+                    p.grad_sample = p.new_zeros((0, *p.shape))
+            self._empty_batch = False
+
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         if batch["image"].shape[0] == 0:  # nothing to augment
             return batch
@@ -187,7 +197,10 @@ class PrivateSegmentationModule(SegmentationModule):
         return int(self.global_step)
 
     def spent(self) -> float:
-        return epsilon_after(self.steps, self.noise_multiplier, self.sample_rate, self.privacy.delta)
+        """Epsilon spent so far, by Opacus's own accountant (which counts the optimiser's steps)."""
+        if self.engine is None or not self.engine.accountant.history:
+            return 0.0
+        return float(self.engine.accountant.get_epsilon(self.privacy.delta))
 
     def teardown(self, stage: str) -> None:
         for hooks in self._hooks:

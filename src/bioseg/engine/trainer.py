@@ -91,6 +91,7 @@ def train(
         warnings.filterwarnings("ignore", ".*not supported by the model summary.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*Full backward hook is firing.*")  # Opacus's hooks on the first layer
+        warnings.filterwarnings("ignore", ".*returned `None`.*")  # Opacus: an empty Poisson batch, see privacy.py
         warnings.filterwarnings("ignore", ".*Secure RNG turned off.*")  # Opacus: a seeded generator, reproducible
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
 
