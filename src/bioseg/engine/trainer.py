@@ -108,7 +108,7 @@ def train(
     if cfg.train.privacy is not None:
         from bioseg.engine.privacy import privacy_summary
 
-        summary.append(privacy_summary(run_dir))
+        summary += [line for line in [privacy_summary(run_dir)] if line]
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,
