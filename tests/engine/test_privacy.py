@@ -79,6 +79,10 @@ def test_batchnorm_is_converted_in_the_config_and_the_run_loads_as_any_other(pri
     image = np.random.default_rng(0).random((48, 40)).astype(np.float32)
     labels = Predictor.from_run(result.run_dir).predict(image).labels["mask"]
     assert labels.shape == (48, 40)
+    from bioseg.workflows.evaluate import evaluate_run
+
+    scores = evaluate_run(result.run_dir, split="test", progress=False)
+    assert scores.metrics_json.is_file() and 0 <= scores.scores["dice_mean"] <= 1
 
 
 def test_a_target_alone_spends_it_over_the_planned_steps_in_3d(volumes, tmp_path):
