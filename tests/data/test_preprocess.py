@@ -80,3 +80,15 @@ def test_patch_dataset_shapes_and_determinism(spatial, patch):
 def test_foreground_fraction_one_centres_on_objects():
     ds = PatchDataset(_samples((64, 64)), (8, 8), patches_per_epoch=20, foreground_fraction=1.0, seed=0)
     assert all(ds[i]["target/mask"].sum() > 0 for i in range(20))
+
+
+def test_per_image_patches_take_item_i_from_image_i():
+    """Private training samples images: one item per image, item i cut from image i."""
+    rng = np.random.default_rng(0)
+    samples = [
+        LoadedSample(f"s{k}", np.full((1, 20, 20), float(k), np.float32), {"mask": rng.integers(0, 2, (20, 20))})
+        for k in range(3)
+    ]
+    ds = PatchDataset(samples, (8, 8), patches_per_epoch=50, seed=0, per_image=True)
+    assert len(ds) == 3
+    assert [float(ds[k]["image"].max()) for k in range(3)] == [0.0, 1.0, 2.0]

@@ -61,6 +61,12 @@ def test_missing_keys_skip_their_charts(tmp_path):
     assert not (tmp_path / "empty").exists()
 
 
+def test_spent_epsilon_gets_its_own_chart(tmp_path):
+    rows = [{"epoch": e, "train/loss": 1.0, "privacy/epsilon": 0.5 * (e + 1)} for e in range(3)]
+    assert [p.name for p in plot_training_curves(rows, tmp_path)] == ["loss.png", "privacy.png"]
+    _assert_png(tmp_path / "privacy.png")
+
+
 def test_nan_and_missing_values_do_not_crash(tmp_path):
     rows = _rows(4)
     rows[0]["val/loss"] = math.nan

@@ -71,3 +71,18 @@ def exported(tiny_run, run_3d, run_multihead, tmp_path_factory) -> dict[str, Pat
         block_network(patch)
         return {k: export_run(run, out / k, validate=True).out_dir for k, run in runs.items()}
 
+
+
+@pytest.fixture(scope="session")
+def sites(tmp_path_factory) -> dict[str, Path]:
+    """Two sites of synthetic 48×48 cells, 6 and 10 images (4 and 7 for training), each split on its own."""
+    from bioseg.data.layouts import discover
+    from bioseg.data.splits import make_splits
+    from bioseg.demos.cells2d import write_cells_dataset
+
+    out = {}
+    for name, n, seed in (("lab_a", 6, 0), ("lab_b", 10, 1)):
+        root = write_cells_dataset(tmp_path_factory.mktemp(name) / "data", n, size=(48, 48), seed=seed)
+        make_splits(discover(root), folds=1, test_split=0.0, val_split=0.34, seed=0)
+        out[name] = root
+    return out

@@ -16,6 +16,7 @@ from bioseg.cli import (  # noqa: F401 (registers)
     data_commands,
     demo_command,
     export_command,
+    federated_command,
     gui_command,
     predict_commands,
     train_commands,

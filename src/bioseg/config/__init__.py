@@ -9,6 +9,7 @@ Python API needs no YAML. Unknown keys are errors that name the closest valid ke
 from bioseg.config.experiment import Experiment
 from bioseg.config.instances import InstanceConfig
 from bioseg.config.loading import as_experiment, dump, from_dict, load, parse_overrides, to_dict
+from bioseg.config.privacy import PrivacyConfig
 from bioseg.config.schema import (
     AugmentStep,
     BoundaryOptions,
@@ -43,6 +44,7 @@ __all__ = [
     "Normalization",
     "OptimConfig",
     "PostConfig",
+    "PrivacyConfig",
     "SchedConfig",
     "Section",
     "TrainConfig",

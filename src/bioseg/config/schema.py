@@ -17,6 +17,7 @@ from bioseg.config.augment_options import check_augment_names
 from bioseg.config.channels import parse_channel_spec
 from bioseg.config.instances import InstanceConfig
 from bioseg.config.loss_options import check_loss_names
+from bioseg.config.privacy import PrivacyConfig, check_private_training
 from bioseg.config.section import Section
 from bioseg.errors import BiosegError
 
@@ -254,6 +255,14 @@ class TrainConfig(Section):
     head_freezing: HeadFreezingConfig | None = Field(default=None, description="None: heads never freeze")
     freeze_encoder_epochs: int = Field(default=0, ge=0, description="resunet: keep the encoder frozen this long")
     animation: bool = Field(default=True, description="charts/training.gif: every head on one val image per epoch")
+    privacy: PrivacyConfig | None = Field(
+        default=None, description="differential privacy (Opacus, needs bioseg[private]); None: off"
+    )
+
+    @model_validator(mode="after")
+    def _private_options(self) -> TrainConfig:
+        check_private_training(self)
+        return self
 
 
 class OptimConfig(Section):

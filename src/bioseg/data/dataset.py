@@ -221,8 +221,11 @@ class PatchDataset(SeededDraws):
         seed: int = 0,
         max_foreground_points: int = 4096,
         channels: ChannelMapper | None = None,
+        per_image: bool = False,
     ) -> None:
-        super().__init__(patches_per_epoch, seed, channels)
+        # per_image: item i is a patch of image i, one item per image (private training samples images)
+        super().__init__(len(samples) if per_image else patches_per_epoch, seed, channels)
+        self.per_image = per_image
         self.patch_size = tuple(int(p) for p in patch_size)
         self.arrays = [{k: pad_to(v, self.patch_size) for k, v in s.arrays().items()} for s in samples]
         self.foreground_fraction = foreground_fraction
@@ -239,7 +242,7 @@ class PatchDataset(SeededDraws):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self._rng(index)
-        k = int(rng.integers(len(self.arrays)))
+        k = index if self.per_image else int(rng.integers(len(self.arrays)))
         arrays, points = self.arrays[k], self.foreground[k]
         spatial = arrays["image"].shape[1:]
         if len(points) and rng.random() < self.foreground_fraction:

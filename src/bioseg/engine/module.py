@@ -180,14 +180,20 @@ class SegmentationModule(L.LightningModule):
     # --- optimisation ----------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        o, s = self.cfg.optim, self.cfg.sched
+        return self.schedule(self.build_optimizer())
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
         params = list(self.parameters())  # frozen parts (heads, encoder) have no gradient: the optimiser skips them
         if o.name == "sgd":
-            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
-        elif o.name == "adam":
-            opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+            return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
+        if o.name == "adam":
+            return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+    def schedule(self, opt: torch.optim.Optimizer) -> dict[str, Any]:
+        """``opt`` with the learning-rate schedule of ``sched``, as ``configure_optimizers`` returns them."""
+        o, s = self.cfg.optim, self.cfg.sched
         total = max(1, int(self.trainer.estimated_stepping_batches))
         steps_per_epoch = max(1, total // max(1, self.cfg.train.epochs))
         if s.name == "plateau":

@@ -67,13 +67,22 @@ def train(
         raise BiosegError(
             f"{run_dir} already holds a run: add --resume to continue it, or pick another name (--set name=NEW)"
         )
+    module_class, datamodule_class = SegmentationModule, SegmentationDataModule
+    if cfg.train.privacy is not None:  # DP-SGD (Opacus): see engine/privacy.py
+        from bioseg.engine import privacy
+
+        if resume:
+            raise BiosegError("a private run (train.privacy) cannot resume: its spent epsilon would be lost; "
+                              "train it again under another name")  # fmt: skip
+        cfg = privacy.private_experiment(cfg)
+        module_class, datamodule_class = privacy.PrivateSegmentationModule, privacy.PrivateDataModule
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # network, loss terms and augmentation first: a bad option stops here, before any image is read
-    module = SegmentationModule(config_mod.to_dict(cfg))
+    module = module_class(config_mod.to_dict(cfg))
     index, split = checked_data(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_mod.dump(cfg, run_dir / "config.yaml")
-    datamodule = SegmentationDataModule(cfg, index, split, progress=progress)
+    datamodule = datamodule_class(cfg, index, split, progress=progress)
     init_report = None if resume else initialise_from(cfg, module.net, run_dir)
     trainer, checkpoint, monitor = build_trainer(cfg, run_dir, has_val=bool(split.get("val")), progress=progress)
     with warnings.catch_warnings():
@@ -82,6 +91,9 @@ def train(
         warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*")
         warnings.filterwarnings("ignore", ".*not supported by the model summary.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*Full backward hook is firing.*")  # Opacus's hooks on the first layer
+        warnings.filterwarnings("ignore", ".*returned `None`.*")  # Opacus: an empty Poisson batch, see privacy.py
+        warnings.filterwarnings("ignore", ".*Secure RNG turned off.*")  # Opacus: a seeded generator, reproducible
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
 
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else (last if last.is_file() else None)
@@ -94,6 +106,11 @@ def train(
     score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     history = read_metrics_csv(run_dir / "metrics.csv")
     mode = checkpoint.mode
+    summary = closing_summary(cfg, history, monitor, mode, score)
+    if cfg.train.privacy is not None:
+        from bioseg.engine.privacy import privacy_summary
+
+        summary += [line for line in [privacy_summary(run_dir)] if line]
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,
@@ -101,7 +118,7 @@ def train(
         monitor=monitor,
         history=history,
         init_report=init_report,
-        summary=closing_summary(cfg, history, monitor, mode, score),
+        summary=summary,
     )
 
 
@@ -194,6 +211,10 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
     if not progress:  # no bar: a line per epoch says how training goes
         budget = t.max_time_minutes * 60 if t.max_time_minutes else None
         callbacks.append(EpochLog(t.epochs, monitor, budget))
+    if t.privacy is not None:
+        from bioseg.engine.privacy import PrivacyBudget
+
+        callbacks.append(PrivacyBudget(run_dir))
     if t.animation and has_val:
         from bioseg.engine.animation import TrainingAnimation
 
@@ -211,7 +232,7 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
         max_epochs=t.epochs,
         max_time={"minutes": t.max_time_minutes} if t.max_time_minutes else None,
         precision=resolve_precision(t.precision, t.accelerator),
-        gradient_clip_val=t.gradient_clip,
+        gradient_clip_val=None if t.privacy else t.gradient_clip,  # private: Opacus clips each image's gradient
         accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=t.val_every,
         limit_val_batches=1.0 if has_val else 0,

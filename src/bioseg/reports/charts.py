@@ -58,6 +58,7 @@ _CHARTS: list[tuple[str, Callable[[str], bool]]] = [
     ("iou", lambda k: "iou" in k.lower()),
     ("accuracy", lambda k: "acc" in k.lower()),
     ("lr", _is_lr),
+    ("privacy", lambda k: "epsilon" in k.lower()),  # the spent epsilon of private training
 ]
 
 
@@ -97,8 +98,8 @@ def plot_training_curves(rows: Sequence[dict[str, float]], out_dir: str | Path) 
         out_dir: folder for the charts (created if needed).
 
     Writes ``loss.png`` (keys containing "loss"), ``dice.png`` ("dice"), ``iou.png`` ("iou"),
-    ``accuracy.png`` ("acc") and ``lr.png`` ("lr", "lr-<optimizer>"), one line per key; a chart with
-    no finite value to draw is not written. Returns the paths written, in that order.
+    ``accuracy.png`` ("acc"), ``lr.png`` ("lr", "lr-<optimizer>") and ``privacy.png`` ("epsilon"), one line
+    per key; a chart with no finite value to draw is not written. Returns the paths written, in that order.
     """
     keys: dict[str, None] = {}  # insertion-ordered set: lines keep the order the metrics first appear
     for row in rows:
