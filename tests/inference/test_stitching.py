@@ -3,7 +3,6 @@ run: on a synthetic volume of over 10,000 objects whose block faces cut through 
 adapted Rand error is at most 0.01 and the counts agree within 1 %, in foreground and boundary mode."""
 
 import numpy as np
-import pytest
 from scipy import ndimage as ndi
 from skimage.metrics import adapted_rand_error
 
