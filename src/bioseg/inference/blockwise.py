@@ -40,7 +40,7 @@ from bioseg.inference.tiling import blend_tiles, pad_axis
 from bioseg.inference.uncertainty import RunningMean, split_maps
 from bioseg.io.lazy import LazyImage, describe, open_lazy
 
-STATS_VOXELS = 1 << 24
+STATS_VOXELS = 1 << 22
 log = logging.getLogger("bioseg")
 
 
@@ -162,31 +162,63 @@ def _layout(predictor: Predictor, plan: BlockPlan, voxel_size: Sequence[float] |
     return StoreLayout(plan.shape, plan.block_size, heads, classes, objects, voxel)
 
 
-def block_bytes(plan: BlockPlan, channels_in: int, channels_out: int) -> int:
-    """A bound on the memory one block needs beyond the network: its read region as raw and prepared
-    input, the blended sums and weights, the cropped probabilities and labels."""
-    region = math.prod(b + max(p - 1, 0) * 2 for b, p in zip(plan.block_size, plan.patch, strict=True))
-    return 4 * region * (2 * channels_in + 2 * channels_out + 2)
+def block_bytes(plan: BlockPlan, raw_channels: int, raw_itemsize: int, predictor: Predictor) -> int:
+    """A bound on the memory one block needs beyond the model and the network: its read region as raw
+    chunks and their concatenation, the prepared input (numpy, tensor, padded), per output channel the
+    blended sum, the activated map, its mean and the cropped copy, the weights, int64 labels per head."""
+    middle = plan.block(tuple(g // 2 for g in plan.grid))  # inside blocks have the largest regions
+    region = math.prod(b - a + sum(pad) for (a, b), pad in zip(middle.region, middle.pad, strict=True))
+    heads = predictor.cfg.heads.values()
+    out = sum(1 if h.type == "binary" else h.classes for h in heads)
+    per_voxel = 2 * raw_channels * raw_itemsize + 12 * predictor.cfg.data.in_channels + 16 * out + 4 + 8 * len(heads)
+    return int(1.25 * region * per_voxel)
+
+
+def network_bytes(predictor: Predictor, patch: Sequence[int]) -> int:
+    """What one batch of tiles through the network adds to this process's memory at its peak, measured
+    on a batch of zeros (convolution workspaces make it several times the feature maps): the process's
+    peak after it less its memory before, an overestimate where an earlier peak was higher."""
+    import resource
+
+    channels = predictor.cfg.data.in_channels
+    before = process_bytes()
+    with torch.inference_mode():
+        predictor._forward(torch.zeros(predictor.infer.batch_size, channels, *patch, device=predictor.device))
+    return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)  # ru_maxrss: kB on Linux
+
+
+def process_bytes() -> int:
+    """Resident memory of this process now (Linux; 0 elsewhere): what every worker holding the model
+    needs before its first block."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def choose_plan(
     shape: Sequence[int], predictor: Predictor, block_size: Sequence[int] | int | None, memory_limit: int | None,
-    parallel: int, channels_in: int,
+    parallel: int, image: LazyImage,
 ) -> BlockPlan:  # fmt: skip
     """The block plan: the given block size, or the largest number of tile steps per block (8 at most)
-    whose blocks fit ``memory_limit`` shared by ``parallel`` blocks at once (4 without a limit)."""
+    whose blocks fit what ``memory_limit`` leaves to each of ``parallel`` processes beyond the model
+    and the network (4 without a limit)."""
     infer = predictor.infer
-    channels_out = sum(1 if h.type == "binary" else h.classes for h in predictor.cfg.heads.values())
     args = (shape, infer.patch_size, infer.overlap)
+    raw = (image.shape[0], image.dtype.itemsize)
     if block_size is not None or memory_limit is None:
         return plan_blocks(*args, block_size, predictor._size_divisor)
+    plan = plan_blocks(*args, None, predictor._size_divisor, tiles_per_block=1)
+    fixed = process_bytes() + network_bytes(predictor, plan.patch)
+    budget = memory_limit // parallel - fixed
     for n in (8, 6, 4, 3, 2, 1):
         plan = plan_blocks(*args, None, predictor._size_divisor, tiles_per_block=n)
-        if block_bytes(plan, channels_in, channels_out) * parallel <= memory_limit // 2:
+        if block_bytes(plan, *raw, predictor) <= budget:
             return plan
+    need = fixed + block_bytes(plan, *raw, predictor)
     raise BiosegError(
-        f"one block of one tile step needs about {block_bytes(plan, channels_in, channels_out) // 2**20} MiB; "
-        f"the memory limit {memory_limit // 2**20} MiB for {parallel} block(s) at once is too small"
+        f"--memory-limit {memory_limit // 2**20} MiB is too small: each of {parallel} process(es) needs about "
+        f"{need // 2**20} MiB for the model, a batch of tiles and a block of one tile step"
     )
 
 
@@ -215,7 +247,7 @@ def predict_blocks(
 
     with scheduler(workers, address, memory_limit) as where:
         parallel = where["parallel"]
-        plan = choose_plan(image.shape[1:], predictor, block_size, memory_limit, parallel, image.shape[0])
+        plan = choose_plan(image.shape[1:], predictor, block_size, memory_limit, parallel, image)
         halo = default_halo(plan, halo)
         low, high = normalisation_values(image, predictor)
         settings = {

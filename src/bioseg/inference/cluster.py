@@ -69,8 +69,15 @@ def scheduler(
             yield {"compute": {"scheduler": client}, "parallel": max(1, len(client.scheduler_info()["workers"]))}
         return
     per_worker = "auto" if memory_limit is None else max(1, memory_limit // workers)
-    # dashboard_address=None: no dashboard; the scheduler's health-check server binds to host, 127.0.0.1
+    import dask
+
+    # dashboard_address=None: no dashboard; the scheduler's health-check server binds to host, 127.0.0.1.
+    # Blocks are sized to the limit and hold no results, so workers neither spill nor pause: a worker
+    # above the limit is restarted and its block done again.
+    quiet = {"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+             "distributed.worker.memory.pause": False}  # fmt: skip
     with (
+        dask.config.set(quiet),
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                      dashboard_address=None, memory_limit=per_worker) as cluster,  # fmt: skip
         Client(cluster) as client,
