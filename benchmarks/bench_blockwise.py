@@ -73,7 +73,7 @@ def run_measured(command: list[str]) -> dict:
     out, err = proc.communicate()
     sampler.join()
     if proc.returncode:
-        raise RuntimeError(f"{command} failed: {err[-2000:]}")
+        raise RuntimeError(f"{' '.join(command[2:4])} failed: {err.strip().splitlines()[-1]}")
     seconds = round(time.perf_counter() - start, 1)
     return {"seconds": seconds, "peak_rss_mb": round(peak[0] / 2**20), "said": out.strip()}
 
@@ -112,10 +112,10 @@ def write_volume(path: Path, shape: tuple[int, ...]) -> int:
 
 def memory(work: Path, quick: bool) -> dict:
     run = tiny_run(work / "tiny")
-    small = (16, 512, 1024) if not quick else (4, 256, 512)
+    small = (20, 512, 1024) if not quick else (4, 256, 512)
     big = (small[0] * 4, *small[1:])
     out: dict = {"network": "UNet widths [2, 4], tile 16x128x128, overlap 0.1, input channel 0 of 4", "runs": []}
-    limit = 900 if not quick else 800
+    limit = 1000 if not quick else 800
     # with 2 workers: the driver and two worker processes, each holding the model
     for shape, workers, limit_mb in ((small, None, limit), (big, None, limit), (small, 2, 3 * limit)):
         source = work / "in.zarr"

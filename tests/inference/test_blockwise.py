@@ -86,3 +86,33 @@ def test_whole_image_settings_are_refused(run_3d_blocks, volume, tmp_path, overr
     with pytest.raises(BiosegError, match=says):
         predict_blocks(predictor, source, tmp_path / "out.zarr")
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_memory_limit_sizes_the_blocks(run_3d_blocks, volume, tmp_path, monkeypatch):
+    from bioseg.inference import blockwise
+    from bioseg.io.lazy import open_lazy
+
+    monkeypatch.setattr(blockwise, "process_bytes", lambda: 300 * 2**20)
+    monkeypatch.setattr(blockwise, "network_bytes", lambda predictor, patch: 100 * 2**20)
+    image, _ = open_lazy(write_ome_zarr(tmp_path / "in.zarr", volume, chunks=(8, 32, 32)), 3)
+    predictor = Predictor.from_run(run_3d_blocks)
+    shape = (190, 900, 770)  # the plan only: a volume of this size is never read
+
+    def plan(limit, parallel=1):
+        return blockwise.choose_plan(shape, predictor, None, limit, parallel, image)
+
+    roomy = plan(8 * 2**30)
+    assert roomy.block_size == (48, 192, 192)  # 8 tile steps: the most it takes
+    fits = blockwise.block_bytes(plan_blocks_of(predictor, shape, 2), image, predictor)
+    tight = plan(400 * 2**20 + fits)
+    assert tight.block_size == (12, 48, 48)  # the largest that fits beside the model and the network
+    assert plan(2 * (400 * 2**20 + fits), parallel=2).block_size == (12, 48, 48)  # shared by two processes
+    with pytest.raises(BiosegError, match="--memory-limit 390 MiB is too small"):
+        plan(390 * 2**20)
+
+
+def plan_blocks_of(predictor, shape, steps):
+    from bioseg.inference.block_plan import plan_blocks
+
+    infer = predictor.infer
+    return plan_blocks(shape, infer.patch_size, infer.overlap, None, tiles_per_block=steps)

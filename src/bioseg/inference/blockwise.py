@@ -16,6 +16,7 @@ exactly the whole-image values) and kept in the store's settings.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -162,29 +163,44 @@ def _layout(predictor: Predictor, plan: BlockPlan, voxel_size: Sequence[float] |
     return StoreLayout(plan.shape, plan.block_size, heads, classes, objects, voxel)
 
 
-def block_bytes(plan: BlockPlan, raw_channels: int, raw_itemsize: int, predictor: Predictor) -> int:
-    """A bound on the memory one block needs beyond the model and the network: its read region as raw
-    chunks and their concatenation, the prepared input (numpy, tensor, padded), per output channel the
-    blended sum, the activated map, its mean and the cropped copy, the weights, int64 labels per head."""
-    middle = plan.block(tuple(g // 2 for g in plan.grid))  # inside blocks have the largest regions
-    region = math.prod(b - a + sum(pad) for (a, b), pad in zip(middle.region, middle.pad, strict=True))
+def block_bytes(plan: BlockPlan, image: LazyImage, predictor: Predictor) -> int:
+    """A bound on the memory one block needs beyond the model and the network: the input chunks its read
+    region touches (whole chunks are read) and their concatenation, the prepared input (numpy, tensor,
+    padded), per output channel the blended sum, the activated map, its mean and the cropped copy, the
+    weights, int64 labels per head."""
+    # the largest region: of a first, a middle or a last block along each axis (the last may be short)
+    candidates = itertools.product(*({0, g // 2, g - 1} for g in plan.grid))
+    extents = [tuple(b - a for a, b in block.region) for block in map(plan.block, candidates)]
+    region = max(math.prod(e) for e in extents)
+    chunks = image.chunks[1:]
+    touched = max(
+        math.prod(min(n, (math.ceil(e / c) + 1) * c) for e, c, n in zip(ext, chunks, plan.shape, strict=True))
+        for ext in extents
+    )
+    raw = image.shape[0] * image.dtype.itemsize
     heads = predictor.cfg.heads.values()
     out = sum(1 if h.type == "binary" else h.classes for h in heads)
-    per_voxel = 2 * raw_channels * raw_itemsize + 12 * predictor.cfg.data.in_channels + 16 * out + 4 + 8 * len(heads)
-    return int(1.25 * region * per_voxel)
+    per_voxel = raw + 12 * predictor.cfg.data.in_channels + 16 * out + 4 + 8 * len(heads)
+    return int(1.25 * (touched * raw + region * per_voxel))
 
 
 def network_bytes(predictor: Predictor, patch: Sequence[int]) -> int:
     """What one batch of tiles through the network adds to this process's memory at its peak, measured
-    on a batch of zeros (convolution workspaces make it several times the feature maps): the process's
-    peak after it less its memory before, an overestimate where an earlier peak was higher."""
-    import resource
-
-    channels = predictor.cfg.data.in_channels
+    on a batch of zeros (convolution workspaces make it several times the feature maps): the peak
+    resident memory after it (Linux's VmHWM, reset first; ``ru_maxrss`` would carry the peak of the
+    process that started this one) less the memory before; 0 where it cannot be measured."""
+    status = Path("/proc/self/status")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the present resident size
+    except OSError:
+        return 0
     before = process_bytes()
     with torch.inference_mode():
+        channels = predictor.cfg.data.in_channels
         predictor._forward(torch.zeros(predictor.infer.batch_size, channels, *patch, device=predictor.device))
-    return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)  # ru_maxrss: kB on Linux
+    lines = status.read_text().splitlines()
+    peak = next((int(line.split()[1]) * 1024 for line in lines if line.startswith("VmHWM:")), 0)
+    return max(0, peak - before)
 
 
 def process_bytes() -> int:
@@ -205,7 +221,6 @@ def choose_plan(
     and the network (4 without a limit)."""
     infer = predictor.infer
     args = (shape, infer.patch_size, infer.overlap)
-    raw = (image.shape[0], image.dtype.itemsize)
     if block_size is not None or memory_limit is None:
         return plan_blocks(*args, block_size, predictor._size_divisor)
     plan = plan_blocks(*args, None, predictor._size_divisor, tiles_per_block=1)
@@ -213,9 +228,9 @@ def choose_plan(
     budget = memory_limit // parallel - fixed
     for n in (8, 6, 4, 3, 2, 1):
         plan = plan_blocks(*args, None, predictor._size_divisor, tiles_per_block=n)
-        if block_bytes(plan, *raw, predictor) <= budget:
+        if block_bytes(plan, image, predictor) <= budget:
             return plan
-    need = fixed + block_bytes(plan, *raw, predictor)
+    need = fixed + block_bytes(plan, image, predictor)
     raise BiosegError(
         f"--memory-limit {memory_limit // 2**20} MiB is too small: each of {parallel} process(es) needs about "
         f"{need // 2**20} MiB for the model, a batch of tiles and a block of one tile step"
@@ -300,8 +315,7 @@ def _run_blocks(
     predictor: Predictor, store: BlockStore, plan: BlockPlan, image: LazyImage, todo: list[Block],
     low: list[float] | None, high: list[float] | None, where: dict[str, Any],
 ) -> None:  # fmt: skip
-    """The prediction tasks of ``todo`` through dask, at most a few hundred at a time so that the graph
-    (and what a killed run loses) stays small."""
+    """The prediction tasks of ``todo`` through dask, in waves of as many blocks as run at once."""
     import dask
 
     if not todo:
@@ -309,7 +323,9 @@ def _run_blocks(
     threads = max(1, (os.cpu_count() or 1) // where["parallel"]) if "num_workers" not in where["compute"] else None
     shared = dask.delayed(predictor, pure=True, traverse=False)
     data = image.dask()
-    wave = max(4, 4 * where["parallel"])
+    # one block per process at a time (two on a cluster, so that workers never wait): dask would read
+    # the regions of every block it is given before predicting them, and memory is per block
+    wave = where["parallel"] if "num_workers" in where["compute"] else 2 * where["parallel"]
     for first in range(0, len(todo), wave):
         tasks = [
             dask.delayed(_predict_block, pure=False)(
