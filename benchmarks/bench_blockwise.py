@@ -31,6 +31,7 @@ import numpy as np
 from _common import RESULTS, machine
 
 ROOT = Path(__file__).resolve().parents[1]
+CHANNELS = 8  # of which the network reads the first: 64 bytes a voxel on disk
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "inference")]
 
 
@@ -90,7 +91,7 @@ def tiny_run(folder: Path) -> Path:
 
 
 def write_volume(path: Path, shape: tuple[int, ...]) -> int:
-    """A 4-channel float64 OME-Zarr volume (C, Z, Y, X) of which the network reads one channel: 32 bytes
+    """An 8-channel float64 OME-Zarr volume (C, Z, Y, X) of which the network reads one channel: 64 bytes
     a voxel, so that a volume larger than the memory limit is predicted in minutes on two cores. Written
     slab by slab, never whole in memory; returns its size in bytes."""
     import zarr
@@ -98,12 +99,12 @@ def write_volume(path: Path, shape: tuple[int, ...]) -> int:
     from ome_zarr.writer import write_multiscales_metadata
 
     root = zarr.open_group(str(path), mode="w")
-    shape = (4, *shape)
-    array = root.create_array("0", shape=shape, chunks=(1, 16, 256, 256), dtype="float64", compressors=None)
+    shape = (CHANNELS, *shape)
+    array = root.create_array("0", shape=shape, chunks=(1, 8, 128, 128), dtype="float64", compressors=None)
     rng = np.random.default_rng(0)
     for z in range(0, shape[1], 16):
         depth = min(16, shape[1] - z)
-        array[:, z : z + depth] = rng.random((4, depth, *shape[2:]))
+        array[:, z : z + depth] = rng.random((CHANNELS, depth, *shape[2:]))
     datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * 4}]}]
     axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space"} for a in "zyx"]
     write_multiscales_metadata(root, datasets, fmt=CurrentFormat(), axes=axes)
@@ -112,9 +113,9 @@ def write_volume(path: Path, shape: tuple[int, ...]) -> int:
 
 def memory(work: Path, quick: bool) -> dict:
     run = tiny_run(work / "tiny")
-    small = (20, 512, 1024) if not quick else (4, 256, 512)
-    big = (small[0] * 4, *small[1:])
-    out: dict = {"network": "UNet widths [2, 4], tile 16x128x128, overlap 0.1, input channel 0 of 4", "runs": []}
+    small = (8, 512, 1024) if not quick else (4, 256, 256)
+    big = (small[0], small[1] * 2, small[2] * 2)  # 4x the voxels; z stays shorter than the tile
+    out: dict = {"network": "UNet widths [2, 4], tile 16x128x128, overlap 0.1, input channel 0 of 8", "runs": []}
     limit = 1000 if not quick else 800
     # with 2 workers: the driver and two worker processes, each holding the model
     for shape, workers, limit_mb in ((small, None, limit), (big, None, limit), (small, 2, 3 * limit)):
