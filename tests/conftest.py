@@ -82,3 +82,29 @@ def screenshots(tmp_path_factory) -> Path:
     folder = Path(os.environ.get("BIOSEG_TEST_ARTIFACTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def run_3d_blocks(tmp_path_factory) -> Path:
+    """For block-wise prediction: a 3D run, a binary head, per-image percentile normalisation, fp32."""
+    folder = tmp_path_factory.mktemp("blocks3d")
+    from helpers import saved_run
+
+    return saved_run(folder, {
+        "name": "blocks3d",
+        "data": {"root": str(folder / "absent"), "patch_size": [8, 32, 32], "labels": "instance"},
+        "model": {"spatial_dims": 3, "widths": [4, 8], "pool_sizes": [[1, 2, 2]]},
+        "infer": {"patch_size": [8, 32, 32], "precision": "fp32", "batch_size": 3},
+    })  # fmt: skip
+
+
+
+@pytest.fixture(scope="session")
+def volume():
+    """For block-wise prediction: a (19, 90, 77) float32 volume of smooth blobs and noise (odd sizes)."""
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    blobs = ndi.gaussian_filter(rng.random((19, 90, 77)), 2) * 400
+    return (blobs + rng.normal(100, 5, blobs.shape)).astype(np.float32)

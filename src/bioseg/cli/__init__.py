@@ -13,6 +13,7 @@ import sys
 import typer
 
 from bioseg.cli import (  # noqa: F401 (registers)
+    blocks_command,
     data_commands,
     demo_command,
     export_command,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from bioseg.errors import BiosegError
 
-__all__ = ["gaussian_window", "tile_starts", "sliding_window"]
+__all__ = ["gaussian_window", "tile_starts", "sliding_window", "blend_tiles", "tile_size", "pad_axis"]
 
 _PAD_MODES = ("reflect", "replicate", "constant")
 _BLENDINGS = ("gaussian", "constant")
@@ -156,11 +156,29 @@ def sliding_window(
     patch = _check_arguments(image, patch_size, overlap, blending, batch_size, size_divisor, pad_mode)
     overlaps = (overlap,) * len(patch) if isinstance(overlap, int | float) else tuple(overlap)
     padded, crop = _pad_to_patch(image, patch, pad_mode)
-    full = tuple(padded.shape[1:])
-    tiles = _tile_regions(full, patch, overlaps)
+    tiles = _tile_regions(tuple(padded.shape[1:]), patch, overlaps)
+    outputs = blend_tiles(predict, padded, tiles, patch, blending=blending, batch_size=batch_size, progress=progress)
+    return {key: out[(slice(None), *crop)].contiguous() for key, out in outputs.items()}
+
+
+def blend_tiles(
+    predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
+    image: torch.Tensor,
+    tiles: Sequence[tuple[slice, ...]],
+    patch: tuple[int, ...],
+    *,
+    blending: str = "gaussian",
+    batch_size: int = 4,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The blend of the tiles ``tiles`` (regions of ``image``, each of shape ``patch``, in this order):
+    ``sum(w * pred) / sum(w)`` per pixel, ``(K_head, *spatial)`` per head, on the pixels they cover
+    (elsewhere the result is undefined). :func:`sliding_window` calls it with every tile of the image;
+    block-wise prediction with the tiles of the whole image's grid that touch one block, so that each
+    of the block's pixels is the same weighted sum, over the same tiles in the same order."""
+    full = tuple(image.shape[1:])
     device = image.device
     window = gaussian_window(patch, device=device) if blending == "gaussian" else torch.ones(patch, device=device)
-
     outputs: dict[str, torch.Tensor] = {}
     weight = torch.zeros(full, dtype=torch.float32, device=device)
     batches = range(0, len(tiles), batch_size)
@@ -169,16 +187,30 @@ def sliding_window(
     bar = tqdm(total=len(batches), desc="tiles", unit="batch", file=sys.stderr, disable=not progress)
     with bar, torch.no_grad():
         for first in batches:
-            regions = tiles[first : first + batch_size]
-            batch = torch.stack([padded[(slice(None), *r)] for r in regions])
+            regions = list(tiles[first : first + batch_size])
+            batch = torch.stack([image[(slice(None), *r)] for r in regions])
             result = predict(batch)
             _check_prediction(result, outputs, tuple(batch.shape), patch)
             _add_weighted(outputs, result, regions, window, full)
             for r in regions:
                 weight[r] += window
             bar.update(1)
-    # every pixel is covered by at least one tile and window weights are >= 1e-3, so no division by zero
-    return {key: out.div_(weight)[(slice(None), *crop)].contiguous() for key, out in outputs.items()}
+    # pixels no tile covers have weight 0: clamp so they come out 0 rather than NaN
+    weight.clamp_(min=1e-12)
+    return {key: out.div_(weight) for key, out in outputs.items()}
+
+
+def tile_size(patch_size: Sequence[int] | int, size_divisor: Sequence[int] | int, ndim: int) -> tuple[int, ...]:
+    """The tile :func:`sliding_window` uses: ``patch_size`` rounded down per axis to a multiple of
+    ``size_divisor`` (at least one divisor)."""
+    patch = _per_axis(patch_size, ndim, "patch_size")
+    divisor = _per_axis(size_divisor, ndim, "size_divisor")
+    return tuple(max(d, p // d * d) for p, d in zip(patch, divisor, strict=True))
+
+
+def pad_axis(x: torch.Tensor, dim: int, before: int, after: int, mode: str = "reflect") -> torch.Tensor:
+    """Pad one axis of ``x`` as :func:`sliding_window` pads an axis shorter than the tile."""
+    return _pad_axis(x, dim, before, after, mode)
 
 
 def _tile_regions(
@@ -206,8 +238,7 @@ def _check_arguments(
         shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
         raise BiosegError(f"image is {shape}; expected a tensor (C, *spatial) with 2 or 3 spatial axes")
     ndim = image.ndim - 1
-    patch = _per_axis(patch_size, ndim, "patch_size")
-    divisor = _per_axis(size_divisor, ndim, "size_divisor")
+    patch = tile_size(patch_size, size_divisor, ndim)
     if blending not in _BLENDINGS:
         raise BiosegError(f"blending is {blending!r}; expected one of {list(_BLENDINGS)}")
     if pad_mode not in _PAD_MODES:
@@ -219,7 +250,7 @@ def _check_arguments(
         )
     if batch_size < 1:
         raise BiosegError(f"batch_size is {batch_size}; expected at least 1 tile per forward pass")
-    return tuple(max(d, p // d * d) for p, d in zip(patch, divisor, strict=True))
+    return patch
 
 
 def _pad_to_patch(
