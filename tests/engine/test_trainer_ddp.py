@@ -134,3 +134,15 @@ def test_resume_continues_with_the_next_epochs_patches(ddp_run, cells_dir):
     assert {e for e, _, _ in first + second} == {1}
     assert sorted(i for _, i, _ in first + second) == list(range(PATCHES))
     assert [row["epoch"] for row in read_metrics_csv(run / "metrics.csv")] == [0, 1]
+
+
+def test_one_process_options_are_refused_with_several():
+    from bioseg import config
+    from bioseg.engine.trainer import _check_several_processes
+    from bioseg.errors import BiosegError
+
+    base = {"name": "t", "data": {"root": "."}}
+    _check_several_processes(config.from_dict(base))  # nothing that needs one process
+    frozen = config.from_dict({**base, "train": {"devices": 2, "strategy": "ddp", "freeze_encoder_epochs": 2}})
+    with pytest.raises(BiosegError, match="train.freeze_encoder_epochs cannot be set when several processes train"):
+        _check_several_processes(frozen)

@@ -244,7 +244,7 @@ class TrainConfig(Section):
     val_every: int = Field(default=1, ge=1, description="validate every N epochs")
     accelerator: str = "auto"
     devices: int | str = "auto"
-    strategy: Literal["auto", "ddp", "ddp_spawn"] = Field(
+    strategy: Literal["auto", "ddp"] = Field(
         default="auto",
         description="Lightning's: ddp runs one process per device (gloo on CPUs, nccl on GPUs); "
         "torchrun and SLURM start the processes themselves",

@@ -97,6 +97,7 @@ def train(
         warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*")
         warnings.filterwarnings("ignore", ".*not supported by the model summary.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # DDP: the module reduces its scores itself
         warnings.filterwarnings("ignore", ".*Full backward hook is firing.*")  # Opacus's hooks on the first layer
         warnings.filterwarnings("ignore", ".*returned `None`.*")  # Opacus: an empty Poisson batch, see privacy.py
         warnings.filterwarnings("ignore", ".*Secure RNG turned off.*")  # Opacus: a seeded generator, reproducible
