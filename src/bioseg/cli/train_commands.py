@@ -62,6 +62,8 @@ def _train_all(config: Path, overrides: list[str], progress: bool) -> None:
 
 
 def _say_trained(result) -> None:
+    if result.global_rank != 0:  # DDP: the other processes ran the same command; rank 0 speaks
+        return
     if result.init_report:
         typer.echo(f"initialised from model.init_from: {result.init_report}")
     typer.echo(f"run folder: {result.run_dir}")

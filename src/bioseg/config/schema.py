@@ -244,6 +244,12 @@ class TrainConfig(Section):
     val_every: int = Field(default=1, ge=1, description="validate every N epochs")
     accelerator: str = "auto"
     devices: int | str = "auto"
+    strategy: Literal["auto", "ddp"] = Field(
+        default="auto",
+        description="Lightning's: ddp runs one process per device (gloo on CPUs, nccl on GPUs); "
+        "torchrun and SLURM start the processes themselves",
+    )
+    num_nodes: int = Field(default=1, ge=1, description="machines of a multi-node ddp run")
     deterministic: bool = False
     snapshots: int = Field(default=3, ge=0, description="validation overlays written at the end")
     max_time_minutes: float | None = Field(default=None, description="stop training after this wall time")

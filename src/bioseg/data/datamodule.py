@@ -62,15 +62,19 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         d = self.cfg.data
+        # with several processes (DDP), Lightning's DistributedSampler gives process r the items r, r + n,
+        # …: distinct draws. A count that n does not divide would be padded with repeats; round it up instead
+        processes = self.trainer.world_size if self.trainer is not None else 1
+        draws = -(-d.patches_per_epoch // processes) * processes
         if d.patch_set is not None:
             self._train_set = PatchSetDataset(
-                d.patch_set, self.cfg, d.patches_per_epoch, seed=self.cfg.seed, channels=self._random_channels()
+                d.patch_set, self.cfg, draws, seed=self.cfg.seed, channels=self._random_channels()
             )
         else:
             self._train_set = PatchDataset(
                 self.train_samples,
                 d.patch_size,
-                d.patches_per_epoch,
+                draws,
                 d.foreground_fraction,
                 seed=self.cfg.seed,
                 channels=self._random_channels(),

@@ -52,7 +52,7 @@ class TrainingAnimation(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = getattr(trainer, "datamodule", None)
-        if trainer.sanity_checking or datamodule is None or not datamodule.val_samples:
+        if trainer.sanity_checking or not trainer.is_global_zero or datamodule is None or not datamodule.val_samples:
             return
         sample = datamodule.val_samples[0]
         cfg = pl_module.cfg

@@ -48,9 +48,10 @@ class EpochMetricsCSV(L.Callback):
         }
         if trainer.optimizers:
             row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
-        row |= epoch_metrics(trainer, pl_module, validated=self._validated)
+        row |= epoch_metrics(trainer, pl_module, validated=self._validated)  # on every process: a collective
         self.rows.append(row)
-        write_metrics_csv(self.path, self.rows)
+        if trainer.is_global_zero:  # one process writes the run folder
+            write_metrics_csv(self.path, self.rows)
 
 
 def epoch_metrics(trainer: L.Trainer, pl_module: L.LightningModule, validated: bool) -> dict[str, float]:
@@ -80,7 +81,9 @@ class TrainingCharts(L.Callback):
             plot_training_curves(rows, self.charts_dir)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.draw()
+        if trainer.is_global_zero:
+            self.draw()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self.draw()
+        if trainer.is_global_zero:
+            self.draw()

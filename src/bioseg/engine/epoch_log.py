@@ -108,4 +108,5 @@ class EpochLog(L.Callback):
         heads = list(pl_module.cfg.heads)
         line = epoch_line(done, self.epochs, trainer.global_step, now - self._epoch_start, eta, metrics, heads,
                           self.monitor)  # fmt: skip
-        self.write(line)
+        if trainer.is_global_zero:  # every process computed the metrics (their reduction is collective)
+            self.write(line)

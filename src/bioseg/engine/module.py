@@ -49,10 +49,20 @@ class SegmentationModule(L.LightningModule):
         self._term_sums: dict[str, torch.Tensor] = {}
         self._confusion: dict[str, torch.Tensor] = {}
         self._cldice: dict[str, list[float]] = {}
+        self._val_loss: list[float] = []
         self.frozen_heads: set[str] = set()  # see engine/head_freezing.py
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(x)
+
+    @property
+    def _processes(self) -> int:
+        """How many processes train together (Lightning's DDP); 1 without a trainer."""
+        return self._trainer.world_size if self._trainer is not None else 1
+
+    def setup(self, stage: str) -> None:
+        if self._processes > 1:  # each process its own augmentation draws; process 0 those of a lone run
+            self.generator.manual_seed(self.cfg.seed + 1_000_003 * self.global_rank)
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         if self.trainer is not None and self.trainer.training and self.augment is not None:
@@ -80,7 +90,8 @@ class SegmentationModule(L.LightningModule):
         if not torch.isfinite(total):
             self._stop_on_nan(total)
         n = batch["image"].shape[0]
-        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        distributed = self._processes > 1
+        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=distributed)
         for key, value in parts.items():  # summed here, logged once per epoch: self.log costs per call
             self._term_sums[key] = self._term_sums.get(key, 0.0) + value.detach() * n
         self._term_sums["_n"] = self._term_sums.get("_n", 0) + n
@@ -89,13 +100,20 @@ class SegmentationModule(L.LightningModule):
     def epoch_loss_terms(self) -> dict[str, float]:
         """This epoch's mean loss terms so far, ``{"train/loss/<term>": value}``. Callbacks read them here:
         Lightning runs their ``on_train_epoch_end`` before the module's, which logs (and resets) them."""
-        n = max(int(self._term_sums.get("_n", 0)), 1)
-        return {f"train/loss/{k}": float(v) / n for k, v in self._term_sums.items() if k != "_n"}
+        keys = [k for k in self._term_sums if k != "_n"]
+        if not keys:
+            return {}
+        sums = torch.stack([torch.as_tensor(self._term_sums[k], dtype=torch.float32, device=self.device) for k in keys])
+        n = torch.tensor(float(self._term_sums["_n"]), device=self.device)
+        if self._processes > 1:  # every process calls this (a collective): the terms over all their patches
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+            n = self.trainer.strategy.reduce(n, reduce_op="sum")
+        return {f"train/loss/{k}": float(v) / max(float(n), 1.0) for k, v in zip(keys, sums, strict=True)}
 
     def on_train_epoch_end(self) -> None:
         n = self._term_sums.pop("_n", 0)
         for key, value in self._term_sums.items():  # "loss/" first, so charts put the terms with the losses
-            self.log(f"train/loss/{key}", value / max(n, 1))
+            self.log(f"train/loss/{key}", value / max(n, 1), sync_dist=self._processes > 1)
         self._term_sums = {}
 
     def _stop_on_nan(self, loss: torch.Tensor) -> None:
@@ -124,7 +142,16 @@ class SegmentationModule(L.LightningModule):
         )
 
     def on_validation_epoch_start(self) -> None:
-        self._confusion, self._cldice = {}, {}
+        self._confusion, self._cldice, self._val_loss = {}, {}, []
+
+    def _is_padding(self, batch_idx: int) -> bool:
+        """Whether this validation image is one that DistributedSampler repeats so that every process gets
+        as many: the first images again, after the last. Repeats are skipped, never scored twice."""
+        world = self._processes
+        if world == 1:
+            return False
+        # without shuffling, image i of process r is image r + i·world of the padded list
+        return batch_idx * world + self.global_rank >= len(self.trainer.val_dataloaders.dataset)
 
     @property
     def _cldice_heads(self) -> set[str]:
@@ -138,12 +165,14 @@ class SegmentationModule(L.LightningModule):
         self.frozen_heads = set(checkpoint.get("frozen_heads", []))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if self._is_padding(batch_idx):
+            return
         for i in range(batch["image"].shape[0]):
             logits = self.predict_logits(batch["image"][i])
             outputs = {name: value[None] for name, value in logits.items()}
             targets, weights = batch_targets({k: v[i : i + 1] for k, v in batch.items()}, self.cfg.heads)
             total, _ = self.loss(outputs, targets, weights)
-            self.log("val/loss", total, on_epoch=True, batch_size=1)
+            self._val_loss.append(float(total))
             for name, head in self.cfg.heads.items():
                 labels = to_labels(activate(logits[name], head.type), head.type, self.cfg.infer.threshold)
                 truth = batch[f"target/{name}"][i, 0]
@@ -158,21 +187,41 @@ class SegmentationModule(L.LightningModule):
                     self._cldice.setdefault(name, []).append(cldice_score(labels.cpu().numpy(), truth.cpu().numpy()))
                 self._confusion[name] = self._confusion.get(name, 0) + cm
 
+    def _summed(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` summed over the processes of a DDP run (each calls this alike); as they are alone."""
+        if self._processes == 1:
+            return values
+        return self.trainer.strategy.reduce(values.to(self.device, torch.float64), reduce_op="sum").cpu()
+
     def on_validation_epoch_end(self) -> None:
+        # every head and sum in the same order on every process: the reductions are collectives, and a
+        # process whose images had no mask for a head still adds its zeros
+        loss = self._summed(torch.tensor([sum(self._val_loss), len(self._val_loss)], dtype=torch.float64))
+        if loss[1] > 0:
+            self.log("val/loss", float(loss[0] / loss[1]))
+        confusion = {}
+        for name, head in self.cfg.heads.items():
+            cm = self._confusion.get(name)
+            cm = torch.zeros(head.classes, head.classes) if cm is None else cm
+            cm = self._summed(cm.double().cpu())
+            if cm.sum() > 0:
+                confusion[name] = cm.round().long()
         means: dict[str, list[float]] = {"dice_mean": [], "iou_mean": [], "accuracy": []}
-        for name, cm in self._confusion.items():
-            cm = self.trainer.strategy.reduce(cm.float(), reduce_op="sum")
-            scores = scores_from_confusion(cm.long().cpu(), self._class_names(name), background_class(self.cfg, name))
+        for name, cm in confusion.items():
+            scores = scores_from_confusion(cm, self._class_names(name), background_class(self.cfg, name))
             for key, value in scores.items():
-                if "/" in key or len(self._confusion) > 1:  # per class always; per-head means when several
+                if "/" in key or len(confusion) > 1:  # per class always; per-head means when several
                     self.log(f"val/{name}/{key}", value)
             for key in means:
                 means[key].append(scores[key])
         for key, values in means.items():
             if values:
                 self.log(f"val/{key}", sum(values) / len(values), prog_bar=key == "dice_mean")
-        for name, values in self._cldice.items():
-            self.log(f"val/{name}/cldice", sum(values) / len(values))
+        for name in sorted(self._cldice_heads):
+            values = self._cldice.get(name, [])
+            cl = self._summed(torch.tensor([sum(values), len(values)], dtype=torch.float64))
+            if cl[1] > 0:
+                self.log(f"val/{name}/cldice", float(cl[0] / cl[1]))
 
     def _class_names(self, head: str) -> list[str]:
         return class_names(self.cfg, head)

@@ -39,6 +39,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     init_report: str | None = None  # what model.init_from loaded, adapted and skipped
     summary: list[str] = field(default_factory=list)  # the best monitored value, what it means, each head's
+    global_rank: int = 0  # a DDP process other than 0 writes nothing and returns only where the run is
 
     @property
     def model_dir(self) -> Path:
@@ -80,22 +81,39 @@ def train(
     # network, loss terms and augmentation first: a bad option stops here, before any image is read
     module = module_class(config_mod.to_dict(cfg))
     index, split = checked_data(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_mod.dump(cfg, run_dir / "config.yaml")
-    datamodule = datamodule_class(cfg, index, split, progress=progress)
-    init_report = None if resume else initialise_from(cfg, module.net, run_dir)
+    # the trainer first: it knows this process's rank (DDP, torchrun, SLURM), and only rank 0 writes
     trainer, checkpoint, monitor = build_trainer(cfg, run_dir, has_val=bool(split.get("val")), progress=progress)
+    writer = trainer.is_global_zero
+    if trainer.world_size > 1:
+        _check_several_processes(cfg)
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_mod.dump(cfg, run_dir / "config.yaml")
+    datamodule = datamodule_class(cfg, index, split, progress=progress)
+    init_report = None if resume else initialise_from(cfg, module.net, run_dir, write=writer)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
         warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*")
         warnings.filterwarnings("ignore", ".*not supported by the model summary.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # DDP: the module reduces its scores itself
         warnings.filterwarnings("ignore", ".*Full backward hook is firing.*")  # Opacus's hooks on the first layer
         warnings.filterwarnings("ignore", ".*returned `None`.*")  # Opacus: an empty Poisson batch, see privacy.py
         warnings.filterwarnings("ignore", ".*Secure RNG turned off.*")  # Opacus: a seeded generator, reproducible
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    if not trainer.is_global_zero:  # DDP keeps every process's weights equal: rank 0 saves the model
+        trainer.strategy.barrier("bioseg-run-folder")  # returns once the run folder is whole (--fold all reads it)
+        return TrainResult(run_dir, None, None, monitor, global_rank=trainer.global_rank)
+    try:
+        return _finish_run(cfg, run_dir, module, datamodule, checkpoint, monitor, init_report)
+    finally:
+        trainer.strategy.barrier("bioseg-run-folder")  # no-op in one process
 
+
+def _finish_run(cfg, run_dir, module, datamodule, checkpoint, monitor, init_report) -> TrainResult:
+    """Rank 0, after fit: the best weights into ``model/``, snapshots, the report, the closing summary."""
+    last = run_dir / "checkpoints" / "last.ckpt"
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else (last if last.is_file() else None)
     if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
@@ -152,9 +170,25 @@ def _note_h_of_earlier_configs(cfg: Experiment) -> None:
         )
 
 
-def initialise_from(cfg: Experiment, net: torch.nn.Module, run_dir: Path) -> str | None:
+def _check_several_processes(cfg: Experiment) -> None:
+    """Options that one process honours and several (DDP) cannot: a BiosegError naming the first."""
+    t = cfg.train
+    clashes = {
+        "privacy": (t.privacy is not None, "null", "Opacus accounts for one process"),
+        "head_freezing": (t.head_freezing is not None, "null", "DDP trains the same parameters throughout"),
+        "freeze_encoder_epochs": (t.freeze_encoder_epochs != 0, "0", "DDP trains the same parameters throughout"),
+    }
+    for key, (clash, wanted, why) in clashes.items():
+        if clash:
+            raise BiosegError(
+                f"train.{key} cannot be set when several processes train ({why}): "
+                f"set train.{key}={wanted}, or train.devices=1 and train.num_nodes=1"
+            )
+
+
+def initialise_from(cfg: Experiment, net: torch.nn.Module, run_dir: Path, *, write: bool = True) -> str | None:
     """Load ``model.init_from`` into ``net`` (first conv adapted to the channel count); the report is
-    written to ``init_report.json`` in the run folder and returned as one line."""
+    written to ``init_report.json`` in the run folder (``write``: only DDP's rank 0) and returned as one line."""
     if cfg.model.init_from is None:
         return None
     import json
@@ -162,7 +196,8 @@ def initialise_from(cfg: Experiment, net: torch.nn.Module, run_dir: Path) -> str
     from bioseg.nn.transfer import read_state, transfer_weights
 
     report = transfer_weights(net, read_state(cfg.model.init_from))
-    (run_dir / "init_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    if write:
+        (run_dir / "init_report.json").write_text(json.dumps(report.to_dict(), indent=2))
     return report.summary()
 
 
@@ -239,6 +274,8 @@ def build_trainer(cfg: Experiment, run_dir: Path, *, has_val: bool, progress: bo
         num_sanity_val_steps=1 if has_val else 0,
         accelerator=t.accelerator,
         devices=t.devices,
+        strategy=t.strategy,  # ddp: gloo on CPUs, nccl on GPUs (Lightning's choice)
+        num_nodes=t.num_nodes,
         deterministic=t.deterministic,
         callbacks=callbacks,
         logger=_logger(run_dir),
