@@ -38,7 +38,6 @@ def volumes(tmp_path_factory) -> Path:
     return root
 
 
-
 @pytest.fixture(scope="session")
 def object_run(cells_dir: Path, tmp_path_factory) -> Path:
     """A tiny 2D run that predicts objects (post.instances foreground), trained for two epochs, evaluated on
@@ -96,7 +95,6 @@ def run_3d_blocks(tmp_path_factory) -> Path:
         "model": {"spatial_dims": 3, "widths": [4, 8], "pool_sizes": [[1, 2, 2]]},
         "infer": {"patch_size": [8, 32, 32], "precision": "fp32", "batch_size": 3},
     })  # fmt: skip
-
 
 
 @pytest.fixture(scope="session")
