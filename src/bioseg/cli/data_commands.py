@@ -116,7 +116,8 @@ def init_config(
     check_output_folder(output.parent, "folder of the config")
     if output.exists() and not force:
         raise BiosegError(f"{output} exists; pass --force to overwrite it or -o to write elsewhere")
-    inferred = infer_setup(data_dir, name=name, voxel_size=parse_voxel_size(voxel_size))
+    splits = output.parent / f"{output.stem}_splits"  # used only when the dataset folder is read-only
+    inferred = infer_setup(data_dir, name=name, voxel_size=parse_voxel_size(voxel_size), splits_elsewhere=splits)
     cfg = inferred.config
     header = f"bioseg experiment inferred from {data_dir}\nEdit freely; see README.\n{inferred.notes[0]}."
     if minutes is not None:

@@ -142,11 +142,13 @@ def infer_setup(
     name: str | None = None,
     sample_images: int = 20,
     voxel_size: Sequence[float] | None = None,
+    splits_elsewhere: str | Path | None = None,
 ) -> Inferred:
     """The experiment that suits the dataset in ``data_dir``, with what the user must read about it.
 
     Intensity statistics come from the training images of fold 0 (:func:`training_names`: the default
-    split is made first when there is none). ``voxel_size`` ``(z, y, x)`` in µm overrides the files'.
+    split is made first when there is none, in ``splits_elsewhere`` when the dataset folder is read-only).
+    ``voxel_size`` ``(z, y, x)`` in µm overrides the files'.
     """
     data_dir = Path(data_dir).resolve()
     index = discover(data_dir)
@@ -156,12 +158,15 @@ def infer_setup(
     if voxel is None and dims == 3:
         voxel = read_voxel_size(index.samples[0].image)
     report = check_dataset(index, spatial_dims=dims, voxel_size=voxel_size)  # files without one: warnings
-    train, split_note = training_names(index)
+    elsewhere = Path(splits_elsewhere).resolve() if splits_elsewhere is not None else None
+    train, split_note, splits_dir = training_names(index, elsewhere=elsewhere)
     chosen = set(train)
     samples = [s for s in index.samples if s.name in chosen] or index.samples
     step = max(1, len(samples) // sample_images)
     images = [read_image(s.image, spatial_dims=dims) for s in samples[::step][:sample_images]]
     raw = _experiment(data_dir, name, dims, images, voxel)
+    if splits_dir is not None:
+        raw["data"]["splits_dir"] = str(splits_dir)
     comments = _describe_labels(raw, report, dims, voxel)
     if voxel is None and dims == 3:
         comments["data.voxel_size"] = VOXEL_COMMENT
