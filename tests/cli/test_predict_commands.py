@@ -150,6 +150,10 @@ def test_training_stores_object_sizes_and_predict_rescales_by_them(trained, cell
     measured = training_object_sizes(masks, instance=False)  # on the training split
     assert {k: bundle.objects[k] for k in measured} == measured and bundle.objects["count"] > 0
     assert set(bundle.objects["predicted_depth_diameter_px"]) == {"p10", "median", "p90"}
+    check = bundle.objects["size_model"]["check"]  # the size model, measured against the first pass
+    assert set(check["median_factor_error"]) == {"size_model", "first_pass"} and check["images"] > 0
+    errors = check["median_factor_error"]
+    assert bundle.objects["size_model"]["use"] == (errors["size_model"] < errors["first_pass"])
     src = sorted((cells_dir / "images").iterdir())[0]
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / src.name).write_bytes(src.read_bytes())

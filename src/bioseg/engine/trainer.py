@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -17,7 +18,7 @@ from bioseg.config import Experiment, as_experiment
 from bioseg.data.checked import checked_data
 from bioseg.data.datamodule import SegmentationDataModule
 from bioseg.data.dataset import LoadedSample
-from bioseg.data.object_sizes import training_object_sizes
+from bioseg.data.object_sizes import depth_diameter, training_object_sizes
 from bioseg.engine.callbacks import EpochMetricsCSV, TrainingCharts
 from bioseg.engine.epoch_log import EpochLog
 from bioseg.engine.module import SegmentationModule
@@ -118,7 +119,8 @@ def _finish_run(cfg, run_dir, module, datamodule, checkpoint, monitor, init_repo
     if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-    save_model(module.net, cfg, run_dir, training_objects(cfg, datamodule.train_samples, module.net))
+    objects = training_objects(cfg, datamodule.train_samples, module.net, datamodule.val_samples)
+    save_model(module.net, cfg, run_dir, objects)
     write_snapshots(cfg, run_dir, datamodule)
     write_run_report(run_dir, "training")
     score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
@@ -140,20 +142,30 @@ def _finish_run(cfg, run_dir, module, datamodule, checkpoint, monitor, init_repo
     )
 
 
-def training_objects(cfg: Experiment, samples: list[LoadedSample], net: torch.nn.Module) -> dict[str, Any] | None:
+def training_objects(
+    cfg: Experiment, samples: list[LoadedSample], net: torch.nn.Module, check: list[LoadedSample] | None = None
+) -> dict[str, Any] | None:
     """Sizes of the objects in the training masks (the one mask of a sample, else its first head's
-    target) and of those the trained ``net`` predicts in the training images: stored with the model so
-    that prediction can match new images to them (see :mod:`bioseg.inference.rescale`)."""
+    target), of those the trained ``net`` predicts in the training images, and a size model that reads
+    them from an image (checked on the ``check`` samples, else the training ones): stored with the model
+    so that prediction can match new images to them (see :mod:`bioseg.inference.rescale`)."""
     from bioseg.inference.predictor import Predictor
     from bioseg.inference.rescale import predicted_sizes
+    from bioseg.inference.size_model import size_model_for
 
     whole = all(s.mask is not None for s in samples)
     masks = [s.mask if whole else next(iter(s.targets.values())) for s in samples if s.targets]
     spacing = tuple(cfg.data.voxel_size) if cfg.data.voxel_size else None
     sizes = training_object_sizes(masks, instance=whole and cfg.data.labels == "instance", spacing=spacing)
-    if sizes is not None:
-        images = [s.image for s in samples if s.image.shape[0] == cfg.data.in_channels]  # not random channels
-        sizes["predicted_depth_diameter_px"] = predicted_sizes(Predictor(net, cfg), images)
+    if sizes is None:
+        return None
+    usable = [s for s in samples if s.targets and s.image.shape[0] == cfg.data.in_channels]  # not random channels
+    predictor = Predictor(net, cfg)
+    sizes["predicted_depth_diameter_px"] = predicted_sizes(predictor, [s.image for s in usable])
+    train = [(s.image, depth_diameter(np.asarray(s.mask if whole else next(iter(s.targets.values()))) > 0))
+             for s in usable]  # fmt: skip
+    check_images = [s.image for s in (check or usable) if s.image.shape[0] == cfg.data.in_channels]
+    sizes["size_model"] = size_model_for(predictor, train, check_images, sizes)
     return sizes
 
 

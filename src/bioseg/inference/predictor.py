@@ -20,6 +20,7 @@ from bioseg.inference import rescale
 from bioseg.inference.ensemble import Member, check_members, load_members, temperatures
 from bioseg.inference.heads import activate, to_labels
 from bioseg.inference.precision import autocast_dtype
+from bioseg.inference.size_model import estimate_size
 from bioseg.inference.tile_plan import tile_plan
 from bioseg.inference.tiling import sliding_window
 from bioseg.inference.tta import views_for
@@ -175,6 +176,16 @@ class Predictor:
         return len(self.members) * len(views_for(self.spatial_dims, self.infer.tta))
 
     @property
+    def fast_net(self) -> torch.nn.Module:
+        """The network that runs the tiles (BatchNorm folded, channels-last)."""
+        return self._fast_net
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        """The autocast dtype the precision setting chose (None: fp32)."""
+        return self._autocast
+
+    @property
     def spatial_dims(self) -> int:
         return self.cfg.model.spatial_dims
 
@@ -238,29 +249,40 @@ class Predictor:
 
     def _predict_rescaled(self, image: np.ndarray) -> Prediction:
         """Predict ``(C, *spatial)`` resized by the factor ``infer`` asks for (see :mod:`.rescale`); with
-        ``auto``, a first prediction at the image's own size measures its objects, and when they are
-        outside the training spread, one in the resized image checks the factor (corrected once when
-        the objects are still outside)."""
+        ``auto``, the object size comes from the model's size model where it was measured to choose better
+        factors (:mod:`.size_model`), else from a first prediction (:meth:`_predict_first_pass`)."""
         factor, size = self._fixed_factor()
         if factor is None:
-            reference = rescale.reference_sizes(self.objects)
-            probs = self._probabilities(image)
-            size = rescale.predicted_object_size(probs, self.cfg)
-            factor = 1.0 if size is None else rescale.factor_for(reference, size)
-            if factor == 1.0:
-                return self._finish(probs, 1.0, size)
-            probs = self._probabilities_at(image, factor)
-            seen = rescale.predicted_object_size(probs, self.cfg)
-            if seen is not None and not rescale.in_range(reference, seen):
-                factor = float(np.clip(factor * reference["median"] / seen, *rescale.LIMITS))
-                probs = self._probabilities_at(image, factor)
-                size = reference["median"] / factor  # the first measure was off: what the factor implies
-        elif factor == 1.0:
+            size_model = (self.objects or {}).get("size_model") or {}
+            if not size_model.get("use"):
+                return self._predict_first_pass(image)
+            size = estimate_size(size_model, self.fast_net, image, self.autocast)
+            factor = rescale.factor_for(self.objects["depth_diameter_px"], size)
+        if factor == 1.0:
             return self._finish(self._probabilities(image), 1.0, size)
-        else:
+        return self._finish(self._mapped_back(self._probabilities_at(image, factor), image), factor, size)
+
+    def _predict_first_pass(self, image: np.ndarray) -> Prediction:
+        """``rescale: auto`` by a first prediction at the image's own size: its objects are measured, and
+        when they are outside the training spread, a prediction of the resized image checks the factor
+        (corrected once when the objects are still outside)."""
+        reference = rescale.reference_sizes(self.objects)
+        probs = self._probabilities(image)
+        size = rescale.predicted_object_size(probs, self.cfg)
+        factor = 1.0 if size is None else rescale.factor_for(reference, size)
+        if factor == 1.0:
+            return self._finish(probs, 1.0, size)
+        probs = self._probabilities_at(image, factor)
+        seen = rescale.predicted_object_size(probs, self.cfg)
+        if seen is not None and not rescale.in_range(reference, seen):
+            factor = float(np.clip(factor * reference["median"] / seen, *rescale.LIMITS))
             probs = self._probabilities_at(image, factor)
-        spatial = image.shape[1:]
-        return self._finish({h: resample(p, spatial, nearest=False) for h, p in probs.items()}, factor, size)
+            size = reference["median"] / factor  # the first measure was off: what the factor implies
+        return self._finish(self._mapped_back(probs, image), factor, size)
+
+    @staticmethod
+    def _mapped_back(probs: dict[str, np.ndarray], image: np.ndarray) -> dict[str, np.ndarray]:
+        return {h: resample(p, image.shape[1:], nearest=False) for h, p in probs.items()}
 
     def _probabilities_at(self, image: np.ndarray, factor: float) -> dict[str, np.ndarray]:
         """Head probabilities of ``image`` resized by ``factor``, at that size."""
