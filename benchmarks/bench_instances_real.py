@@ -291,7 +291,9 @@ def plan_epochs(cfg: Any, minutes: float, n_val: int = 0, validations: int = 4, 
     steps = max(1, cfg.data.patches_per_epoch // cfg.data.batch_size)
     val_s = 0.0
     if n_val:
-        tile = torch.randn(1, cfg.data.in_channels, *(cfg.infer.patch_size or cfg.data.patch_size))
+        fixed = cfg.infer.patch_size not in (None, "auto")  # auto tiles hold about batch_size patches' voxels
+        tile = torch.randn(1 if fixed else cfg.infer.batch_size, cfg.data.in_channels,
+                           *(cfg.infer.patch_size if fixed else cfg.data.patch_size))  # fmt: skip
         net.eval()
         with torch.no_grad(), bf16:
             val_s = n_val * _fastest(lambda: net(tile), repeats=2)

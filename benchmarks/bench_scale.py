@@ -3,9 +3,11 @@
 Users bring images taken at another magnification than the training images. This simulates it on the
 real data in ../shared/datasets, training and tuning on those datasets only: the test images (and their
 masks, nearest) are resized by 0.5, 0.75, 1, 1.5 and 2, and each model predicts them with ``infer.rescale``
-off and ``auto`` (objects measured on a first prediction, image resized to the training size, results
-mapped back). Models: init-config's, trained for a wall-clock budget, without and with scale
-augmentation (``{name: scale, p: 0.5, range: …}``, a wide and a narrow range: :data:`MODELS`).
+off and ``auto`` by each of its two estimates of the object size: a first prediction at the image's own
+scale, and the size model (:mod:`bioseg.inference.size_model`); ``auto`` is the one the model chose at
+the end of its training. Models: init-config's, trained for a wall-clock budget (``--minutes``) or a
+fixed number of epochs (``--epochs``), without and with scale augmentation (``{name: scale, p: 0.5,
+range: …}``, a wide and a narrow range: :data:`MODELS`).
 
 - ``dsb2018``: the 210 DSB 2018 nuclei images, the split of bench_instances_real (make_splits, 20 % test,
   seed 0); init-config's instance set-up (foreground + boundary heads, boundary mode), 128² patches, bf16.
@@ -19,7 +21,8 @@ images), foreground Dice (pooled), the median factor applied; the target is F1 w
 model's F1 at 1× without rescaling, at every factor. Numbers: ``results/scale.json``; ``--quick``
 writes to a temporary folder.
 
-    python benchmarks/bench_scale.py [--minutes 6] [--quick] [--datasets dsb2018 isbi2012] [--work DIR]
+    python benchmarks/bench_scale.py [--minutes 6 | --epochs dsb2018=20 isbi2012=4] [--quick]
+        [--datasets dsb2018 isbi2012] [--work DIR]
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def isbi_split(out: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def train_model(
-    name: str, root: Path, splits: Path, work: Path, minutes: float, overrides: list[str], augment: dict | None
+    name: str, root: Path, splits: Path, work: Path, minutes: float, overrides: list[str], augment: dict | None,
+    epochs: int | None = None,
 ) -> dict[str, Any]:
     from bioseg import config as config_mod
     from bioseg.data.splits import load_split
@@ -74,9 +78,13 @@ def train_model(
     raw["augment"] = [a for a in raw["augment"] if a["name"] != "scale"] + ([augment] if augment else [])
     path = write_config(raw, work / f"{name}.yaml", header=f"bench_scale: {name}")
     cfg = config_mod.load(path, overrides)
-    plan = plan_epochs(cfg, minutes, n_val=len(load_split(splits, 0)["val"]))
-    budget = [f"train.epochs={plan['epochs']}", f"train.val_every={plan['val_every']}",
-              f"train.max_time_minutes={minutes}"]  # fmt: skip
+    if epochs is None:  # a wall-clock budget: the epochs it allows, stopped at the minutes in any case
+        plan = plan_epochs(cfg, minutes, n_val=len(load_split(splits, 0)["val"]))
+        budget = [f"train.epochs={plan['epochs']}", f"train.val_every={plan['val_every']}",
+                  f"train.max_time_minutes={minutes}"]  # fmt: skip
+    else:  # equal epochs for every model, whatever the machine's load
+        plan = {"epochs": epochs}
+        budget = [f"train.epochs={epochs}", f"train.val_every={max(1, epochs // 4)}", "train.max_time_minutes=null"]
     start = time.monotonic()
     result = train(path, overrides=[*overrides, *budget], progress=False)
     done = int(result.history[-1]["epoch"]) + 1 if result.history else 0
@@ -134,39 +142,47 @@ def score(predictor: Any, pairs: list[tuple[np.ndarray, np.ndarray]], factor: fl
 
 
 def measure_reference(run_dir: Path, root: Path, splits: Path) -> None:
-    """Runs trained before the model measured its own predicted sizes: measure them now, as training does."""
+    """Runs trained before the model measured its own predicted sizes or fitted its size model: measure
+    and fit them now, as training does."""
     from bioseg.data.datamodule import load_samples
     from bioseg.data.layouts import discover
     from bioseg.data.splits import load_split
-    from bioseg.inference.predictor import Predictor
-    from bioseg.inference.rescale import predicted_sizes
+    from bioseg.engine.trainer import training_objects
     from bioseg.nn.bundle import ModelBundle, write_meta
 
     bundle = ModelBundle.load(run_dir)
-    if bundle.objects is None or bundle.objects.get("predicted_depth_diameter_px"):
+    if bundle.objects is None or "size_model" in bundle.objects:
         return
-    samples = load_samples(discover(root), load_split(splits, 0)["train"], bundle.cfg, "val", progress=False)
-    bundle.objects["predicted_depth_diameter_px"] = predicted_sizes(
-        Predictor.from_bundle(bundle), [s.image for s in samples]
-    )
-    write_meta(bundle.model_dir, bundle.cfg, bundle.objects)
+    split = load_split(splits, 0)
+    train, val = (load_samples(discover(root), split[part], bundle.cfg, "val", progress=False)
+                  for part in ("train", "val"))  # fmt: skip
+    write_meta(bundle.model_dir, bundle.cfg, training_objects(bundle.cfg, train, bundle.net, val))
+
+
+#: how ``rescale`` finds the factor: not at all, by a first prediction, by the size model
+MODES = ("off", "first_pass", "size_model")
 
 
 def evaluate(run_dir: Path, pairs: list, cached: dict[str, Any]) -> dict[str, Any]:
     from bioseg.inference.predictor import Predictor
 
     out: dict[str, Any] = {}
-    for mode in ("off", "auto"):
+    for mode in MODES:
         if mode in cached:
             out[mode] = cached[mode]
             continue
-        predictor = Predictor.from_run(run_dir, rescale=mode)
+        predictor = Predictor.from_run(run_dir, rescale="off" if mode == "off" else "auto")
+        if mode != "off":  # either estimate, whichever the model chose at the end of its training
+            predictor.objects = {**predictor.objects, "size_model": {**predictor.objects["size_model"],
+                                                                     "use": mode == "size_model"}}  # fmt: skip
         out[mode] = {str(f): score(predictor, pairs, f) for f in FACTORS}
-        log(f"    rescale {mode}: " + ", ".join(f"{f}× F1 {v['f1']:.3f}" for f, v in out[mode].items()))
+        log(f"    {mode}: " + ", ".join(f"{f}× F1 {v['f1']:.3f}" for f, v in out[mode].items()))
     return out
 
 
-def run_dataset(name: str, work: Path, minutes: float, quick: bool) -> dict[str, Any]:
+def run_dataset(
+    name: str, work: Path, minutes: float, quick: bool, epochs: int | None = None, models: list[str] | None = None
+) -> dict[str, Any]:
     from bioseg import config as config_mod
 
     if name == "dsb2018":
@@ -180,8 +196,10 @@ def run_dataset(name: str, work: Path, minutes: float, quick: bool) -> dict[str,
                      "post.instances.foreground_method=components", "post.instances.min_size=20"]  # fmt: skip
     doc: dict[str, Any] = {"protocol": protocol, "models": {}}
     for label, augment in MODELS.items():
-        log(f"  {name}: training {label} ({minutes:g} min)")
-        trained = train_model(f"{name}_{label}", root, splits, work, minutes, overrides, augment)
+        if models and label not in models:
+            continue
+        log(f"  {name}: training {label} ({f'{epochs} epochs' if epochs else f'{minutes:g} min'})")
+        trained = train_model(f"{name}_{label}", root, splits, work, minutes, overrides, augment, epochs)
         cfg = config_mod.load(Path(trained["run_dir"]) / "config.yaml")
         pairs = test_pairs(root, splits, cfg)
         measure_reference(Path(trained["run_dir"]), root, splits)
@@ -189,8 +207,13 @@ def run_dataset(name: str, work: Path, minutes: float, quick: bool) -> dict[str,
         scores = evaluate(trained["run_dir"], pairs, json.loads(scored.read_text()) if scored.is_file() else {})
         scored.write_text(json.dumps(scores))
         model = json.loads((Path(trained["run_dir"]) / "model" / "model.json").read_text())
-        doc["models"][label] = {**trained, "run_dir": str(trained["run_dir"]), "objects": model.get("objects"),
-                                "scores": scores}  # fmt: skip
+        objects = model.get("objects") or {}
+        chosen = "size_model" if (objects.get("size_model") or {}).get("use") else "first_pass"
+        sizes = {k: v for k, v in objects.items() if k != "size_model"}  # the fitted weights stay in the run
+        check = (objects.get("size_model") or {}).get("check")
+        doc["models"][label] = {**trained, "run_dir": str(trained["run_dir"]), "objects": sizes,
+                                "size_model_check": check, "auto_uses": chosen,
+                                "scores": {**scores, "auto": scores[chosen]}}  # fmt: skip
     return doc
 
 
@@ -213,18 +236,23 @@ def main() -> int:
     parser.add_argument("--datasets", nargs="+", default=["dsb2018", "isbi2012"])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="keep the trained runs here (reused when present)")
+    parser.add_argument("--epochs", nargs="+", default=[], metavar="DATASET=N",
+                        help="train each model of DATASET for N epochs without a time limit (equal epochs)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     args = parser.parse_args()
+    epochs = {k: int(v) for k, v in (item.split("=") for item in args.epochs)}
     if not DATASETS.is_dir():
         print(f"skipped: {DATASETS} is absent (the real datasets this benchmark needs)")
         return 0
     minutes = 0.5 if args.quick else args.minutes
     out_dir = args.out or (Path(tempfile.mkdtemp()) if args.quick else C.RESULTS)
     doc: dict[str, Any] = {"machine": C.machine(), "factors": list(FACTORS), "models": MODELS,
-                           "minutes_per_model": minutes, "datasets": {}}  # fmt: skip
+                           "minutes_per_model": None if epochs else minutes, "epochs": epochs or None,
+                           "datasets": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         for name in args.datasets:
-            doc["datasets"][name] = run_dataset(name, work, minutes, args.quick)
+            doc["datasets"][name] = run_dataset(name, work, minutes, args.quick, epochs.get(name), args.models)
     headers = ["dataset", "model", "rescale", *(f"F1 {f}×" for f in FACTORS), "worst − off 1×", "within 0.05"]
     print(C.table(verdicts(doc), headers))
     C.write_result("scale", doc, out_dir)
