@@ -7,7 +7,14 @@ import torch
 from helpers import two_heads
 
 from bioseg.inference.predictor import Predictor
-from bioseg.inference.uncertainty import RunningMean, entropy, mutual_information, split_maps
+from bioseg.inference.uncertainty import (
+    EXPECTED_ENTROPY,
+    EntropyMaps,
+    RunningMean,
+    entropy,
+    mutual_information,
+    split_maps,
+)
 
 
 class Fixed(torch.nn.Module):
@@ -59,3 +66,22 @@ def test_uncertainty_is_zero_where_members_agree_and_high_where_they_disagree():
         assert entropy_map[:, :4].max() < 1e-6 and information[:, :4].max() < 1e-6  # both sure, the same
         assert entropy_map[:, 4:].min() > 0.6 and information[:, 4:].min() > 0.6  # each sure, of another answer
     np.testing.assert_allclose(result.mutual_information["mask"][:, 4:], 1.0, atol=1e-5)
+
+
+def test_one_prediction_keeps_no_entropy_map_and_a_second_one_takes_both():
+    first, second = torch.tensor([[[0.9, 0.5]]]), torch.tensor([[[0.1, 0.5]]])
+    mean = RunningMean({"m": "binary"})
+    mean.add({"m": first})
+    assert mean.entropies == {}  # a single prediction has no disagreement to measure
+    mean.add({"m": second})
+    expected = (entropy(first, "binary") + entropy(second, "binary")).numpy() / 2
+    np.testing.assert_allclose(mean.result()[EXPECTED_ENTROPY + "m"][0], expected, atol=1e-6)
+
+
+def test_entropy_maps_are_computed_when_asked_for_and_kept():
+    probs = {"m": np.array([[[0.5, 1.0]]], np.float32), "k": np.full((3, 1, 2), 1 / 3, np.float32)}
+    maps = EntropyMaps(probs, {"m": "binary", "k": "multiclass"})
+    assert dict(maps) == {}
+    np.testing.assert_allclose(maps["m"], [[1.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(maps["k"], [[1.0, 1.0]], atol=1e-6)
+    assert set(maps) == {"m", "k"} and maps["m"] is maps["m"]

@@ -24,7 +24,7 @@ from bioseg.inference.size_model import estimate_size
 from bioseg.inference.tile_plan import tile_plan
 from bioseg.inference.tiling import sliding_window
 from bioseg.inference.tta import views_for
-from bioseg.inference.uncertainty import RunningMean, entropy, mutual_information, split_maps
+from bioseg.inference.uncertainty import EntropyMaps, RunningMean, mutual_information, split_maps
 from bioseg.nn.blocks import ConvBlock
 from bioseg.nn.bundle import ModelBundle
 from bioseg.postprocess.semantic import clean_labels
@@ -227,11 +227,11 @@ class Predictor:
         """Labels (and cleanup) and uncertainty from probabilities ``{head: (K, *spatial)}`` (and, from
         several views, their mean entropies: see :class:`RunningMean`)."""
         probs, expected = split_maps(maps)
-        labels, uncertainty, information = {}, {}, {}
+        labels, information = {}, {}
+        uncertainty = EntropyMaps(probs, {name: head.type for name, head in self.cfg.heads.items()})
         for name, head in self.cfg.heads.items():
             lab = to_labels(torch.from_numpy(probs[name]), head.type, self.infer.threshold).numpy()
             labels[name] = clean_labels(lab, self.cfg.post.min_size, self.cfg.post.fill_holes)
-            uncertainty[name] = entropy(probs[name], head.type).numpy()
             if name in expected:
                 information[name] = mutual_information(uncertainty[name], expected[name])
         return Prediction(probs, labels, scale, size, uncertainty, information)

@@ -11,7 +11,8 @@ distribution over the head's classes (2 for a binary head):
   sure of the same answer or each is equally unsure.
 
 :class:`RunningMean` adds the predictions one at a time: memory of one probability map and one entropy
-map per head, however many predictions are averaged.
+map per head, however many predictions are averaged (no entropy map for a single prediction); the
+entropy of a prediction is computed when it is first asked for (:class:`EntropyMaps`).
 """
 
 from __future__ import annotations
@@ -57,12 +58,13 @@ class RunningMean:
     def add(self, probs: dict[str, torch.Tensor]) -> None:
         for head, kind in self.head_types.items():
             p = probs[head].float()
-            h = entropy(p, kind)
-            if self.count == 0:
-                self.sums[head], self.entropies[head] = p.clone(), h
-            else:
-                self.sums[head] += p
-                self.entropies[head] += h
+            if self.count == 0:  # one prediction alone needs no entropies: taken when a second comes
+                self.sums[head] = p.clone()
+                continue
+            if self.count == 1:
+                self.entropies[head] = entropy(self.sums[head], kind)
+            self.sums[head] += p
+            self.entropies[head] += entropy(p, kind)
         self.count += 1
 
     def result(self) -> dict[str, np.ndarray]:
@@ -73,6 +75,20 @@ class RunningMean:
             for head, e in self.entropies.items():
                 out[EXPECTED_ENTROPY + head] = (e / self.count)[None].cpu().numpy().astype(np.float32, copy=False)
         return out
+
+
+class EntropyMaps(dict):
+    """``{head: entropy (*spatial)}`` of probability maps, each computed when first asked for: an
+    image-sized map per head that most predictions never use."""
+
+    def __init__(self, probabilities: dict[str, np.ndarray], head_types: dict[str, str]) -> None:
+        super().__init__()
+        self.probabilities, self.head_types = probabilities, head_types
+
+    def __missing__(self, head: str) -> np.ndarray:
+        value = entropy(self.probabilities[head], self.head_types[head]).numpy()
+        self[head] = value
+        return value
 
 
 def split_maps(maps: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
