@@ -44,3 +44,13 @@ def test_demo_needs_three_images(tmp_path):
     with pytest.raises(BiosegError, match="at least 3"):
         run_demo(tmp_path, progress=False, images=2)
     assert not (tmp_path / "data").exists()
+
+
+def test_the_demos_leave_the_precision_to_auto():
+    """bf16 pinned in a demo would be emulated, twice as slow as fp32, on CPUs without native bf16."""
+    from bioseg.demos.cells import DEMO_OVERRIDES
+    from bioseg.demos.multitask import DEMO_MT_TRAIN
+    from bioseg.demos.volumes import DEMO3D_OVERRIDES
+
+    pinned = [o for o in [*DEMO_OVERRIDES, *DEMO3D_OVERRIDES] if "precision" in o and not o.endswith("=auto")]
+    assert pinned == [] and DEMO_MT_TRAIN["precision"] == "auto"
