@@ -147,3 +147,21 @@ def test_a_deployed_site_with_other_channels_is_refused_in_one_line(sites, tmp_p
     assert len(said) == 1
     assert "site 'rgb'" in said[0] and "3 channel(s), site 'lab_a' with 1" in said[0]
     assert not (tmp_path / "runs").exists()  # refused before any round
+
+
+def test_the_app_folder_is_a_valid_flower_app_naming_bioseg_apps(tmp_path):
+    import tomllib
+
+    from flwr.cli.config_utils import load_and_validate
+
+    from bioseg.workflows.federated_server import Plan
+
+    app = _app(tmp_path, "--rounds", "4", "--dp-noise-multiplier", "1.0", "--dp-clipping-norm", "0.2")
+    loaded, _ = load_and_validate(app / "pyproject.toml")  # Flower's own check, the components imported
+    flwr = tomllib.loads((app / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+    assert flwr["components"] == {"serverapp": "bioseg.workflows.federated_app:server_app",
+                                  "clientapp": "bioseg.workflows.federated_app:client_app"}  # fmt: skip
+    plan = Plan.from_run_config(flwr["config"])
+    assert (plan.rounds, plan.sites, plan.dp.noise_multiplier, plan.dp.clipping_norm) == (4, 2, 1.0, 0.2)
+    assert plan.run_dir == str(tmp_path / "runs" / "fed" / "fold_0")
+    assert run_cli("federated-app", tmp_path / "exp.yaml", "-o", app, "--sites", "2", "--rounds", "1") == 2  # exists

@@ -213,8 +213,8 @@ def _strategy(plan: Plan, record: _Rounds) -> Any:
         def aggregate_evaluate(self, server_round, replies):
             replies = list(replies)
             record.check(replies, "validate")
-            record.evaluated(server_round, replies)
-            return super().aggregate_evaluate(server_round, replies)
+            record.evaluated(server_round, replies)  # the global scores, weighted by validation images
+            return None
 
     options: dict[str, Any] = {"min_available_nodes": n, "min_train_nodes": n, "min_evaluate_nodes": n}
     if plan.strategy == "fedprox":
