@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import TINY, run_cli
+from safetensors import safe_open
 from safetensors.torch import load_file
-from test_federated import _sent
-from test_federated_sites import _copy_as
 
 import bioseg
 
@@ -28,6 +27,11 @@ pytest.importorskip("flwr", reason="the private extra (bioseg[private]) is not i
 BIN = Path(sys.executable).parent
 if not (BIN / "flower-superlink").exists():
     pytest.skip("flower-superlink is not installed beside this Python", allow_module_level=True)
+
+
+def _sent(path):
+    with safe_open(str(path), "pt") as f:
+        return load_file(str(path)), int(f.metadata()["num-examples"])
 
 
 def _free_port() -> int:
@@ -138,9 +142,14 @@ def test_a_deployed_run_writes_the_run_folder_on_the_server(sites, federated_run
 
 
 def test_a_deployed_site_with_other_channels_is_refused_in_one_line(sites, tmp_path):
+    import shutil
+
+    import imageio.v3 as iio
     import numpy as np
 
-    rgb = _copy_as(sites["lab_b"], tmp_path / "rgb", lambda im: np.stack([im] * 3, axis=-1))
+    rgb = shutil.copytree(sites["lab_b"], tmp_path / "rgb")
+    for path in sorted((rgb / "images").iterdir()):  # the same images, as colour
+        iio.imwrite(path, np.stack([iio.imread(path)] * 3, axis=-1))
     app = _app(tmp_path, "--rounds", "1")
     with flower(tmp_path, {"lab_a": sites["lab_a"], "rgb": rgb}) as (env, _):
         said = [line for line in _flwr_run(app, env) if "bioseg: error:" in line]
