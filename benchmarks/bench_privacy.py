@@ -184,6 +184,7 @@ def federated_dp(pooled: Path, sites: dict[str, Path], work: Path, rounds: int, 
     from bioseg.workflows.federated_dp import SiteDP
 
     runs: dict[str, Any] = {}
+    info = machine()  # the load average before these runs
 
     def one(label: str, dp: SiteDP | None) -> Path:
         cfg = experiment(pooled, work / "runs", label.replace(" ", "_").replace("=", ""), local, 1, batch)
@@ -209,7 +210,7 @@ def federated_dp(pooled: Path, sites: dict[str, Path], work: Path, rounds: int, 
              f"{r['privacy']['noise_multiplier']:.3f}" if r["privacy"] else "-",
              *[f"{r['site_dice'][n]:.3f}" for n in names]] for label, r in runs.items()]  # fmt: skip
     print(table(rows, ["federated", "epsilon", "noise", *[f"Dice on {n} test" for n in names]]))
-    return {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), "rounds": rounds,
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": info, "rounds": rounds,
             "local_steps_per_round": local, "clipping_norm": clip, "round1_update_norms": norms, "delta": DELTA,
             "runs": runs, "load_average_at_end": list(os.getloadavg())}  # fmt: skip
 
@@ -248,10 +249,13 @@ def main() -> None:
     if args.federated_dp:  # part 3 alone, added to the results of parts 1 and 2
         path = (args.out or Path(__file__).resolve().parent / "results") / "privacy.json"
         before = json.loads(path.read_text()) if path.is_file() else {}
-        before.pop("benchmark", None)
-        before.pop("date", None)
+        before.pop("benchmark", None)  # the top-level date stays that of parts 1 and 2
         before["federated_dp"] = federated_dp(pooled, sites, work, rounds, max(1, steps // rounds), args.batch)
-        log(f"wrote {write_result('privacy', json.loads(json.dumps(before, default=str)), args.out)}")
+        date = before.pop("date", None)
+        path = write_result("privacy", json.loads(json.dumps(before, default=str)), args.out)
+        if date:
+            path.write_text(json.dumps({**json.loads(path.read_text()), "date": date}, indent=2) + "\n")
+        log(f"wrote {path}")
         return
 
     # --- 1. differential privacy -------------------------------------------------------------------
