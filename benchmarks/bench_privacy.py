@@ -12,12 +12,19 @@
    Every model takes the same number of optimiser steps per site: pooled and site-alone runs
    ``--steps``; in the federated run each site trains ``--steps / --rounds`` steps per round.
 
+3. Site-level privacy in federated training (``--federated-dp``, run on its own and merged into the
+   results): FedAvg (GroupNorm, weighted by images) against Flower's client-side clipping with the
+   clipping norm C = the median norm of the sites' round-1 updates in that FedAvg run, without noise
+   (clipping and the unweighted mean alone) and with the noise that spends epsilon 100 and 8 in the
+   rounds (delta 1e-5; the unit of privacy is a site's whole contribution); test Dice on every site.
+
 Runs are sequential, not interleaved (each is a whole training run): on a shared machine the times per
 step carry its noise; the load average is recorded before and after. Writes
 ``benchmarks/results/privacy.json``.
 
     .venv/bin/python benchmarks/bench_privacy.py            # ~15 min on a busy 2-core machine (--steps 30)
     .venv/bin/python benchmarks/bench_privacy.py --quick    # a smoke test: 6 steps, 2 rounds
+    .venv/bin/python benchmarks/bench_privacy.py --federated-dp   # part 3 only, ~6 min, added to the results
 """
 
 from __future__ import annotations
@@ -156,6 +163,58 @@ def site_dice(run_dir: Path, sites: dict[str, Path]) -> dict[str, float]:
     return out
 
 
+def update_norms(run_dir: Path, sites: dict[str, Path]) -> dict[str, float]:
+    """L2 norm of each site's round-1 update (its weights minus the initial global ones)."""
+    from safetensors.torch import load_file
+
+    start = load_file(str(run_dir / "updates" / "round_000" / "global.safetensors"))
+    out = {}
+    for name in sites:
+        sent = load_file(str(run_dir / "updates" / "round_001" / f"{name}.safetensors"))
+        floats = [k for k in start if start[k].is_floating_point()]
+        out[name] = float(sum(((sent[k].double() - start[k].double()) ** 2).sum() for k in floats) ** 0.5)
+    return out
+
+
+def federated_dp(pooled: Path, sites: dict[str, Path], work: Path, rounds: int, local: int, batch: int) -> dict:
+    """Part 3: FedAvg against site-level privacy (Flower's wrappers), the same rounds and local steps."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    from bioseg.workflows.federated import federated as run_federated
+    from bioseg.workflows.federated_dp import SiteDP
+
+    runs: dict[str, Any] = {}
+    info = machine()  # the load average before these runs
+
+    def one(label: str, dp: SiteDP | None) -> Path:
+        cfg = experiment(pooled, work / "runs", label.replace(" ", "_").replace("=", ""), local, 1, batch)
+        cfg["model"]["norm"] = "group"  # as privacy needs: the same network for every run
+        log(f"federated {label}: {rounds} rounds x {local} local steps per site")
+        start = time.monotonic()
+        result = run_federated(cfg, sites, rounds=rounds, local_epochs=1, keep_updates=dp is None, dp=dp)
+        about = json.loads((result.run_dir / "federated.json").read_text())
+        runs[label] = {"run_dir": str(result.run_dir), "wall_s": time.monotonic() - start,
+                       "weighting": about["weighting"], "privacy": about["privacy"],
+                       "site_dice": site_dice(result.run_dir, sites)}  # fmt: skip
+        log(f"  {runs[label]['site_dice']}")
+        return result.run_dir
+
+    norms = update_norms(one("fedavg", None), sites)
+    clip = float(np.median(list(norms.values())))
+    one("clipped, no noise", SiteDP(0.0, clip, DELTA))
+    for eps in (100.0, 8.0):
+        z = get_noise_multiplier(target_epsilon=eps, target_delta=DELTA, sample_rate=1.0, steps=rounds)
+        one(f"dp eps={eps:g}", SiteDP(float(z), clip, DELTA))
+    names = list(sites)
+    rows = [[label, f"{r['privacy']['epsilon']:.1f}" if r["privacy"] and r["privacy"]["epsilon"] else "∞",
+             f"{r['privacy']['noise_multiplier']:.3f}" if r["privacy"] else "-",
+             *[f"{r['site_dice'][n]:.3f}" for n in names]] for label, r in runs.items()]  # fmt: skip
+    print(table(rows, ["federated", "epsilon", "noise", *[f"Dice on {n} test" for n in names]]))
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": info, "rounds": rounds,
+            "local_steps_per_round": local, "clipping_norm": clip, "round1_update_norms": norms, "delta": DELTA,
+            "runs": runs, "load_average_at_end": list(os.getloadavg())}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=30, help="optimiser steps per model (per site)")
@@ -164,6 +223,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke test: 6 steps, 2 rounds, 10 images per site")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_privacy"))
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here instead of benchmarks/results")
+    parser.add_argument("--federated-dp", action="store_true",
+                        help="only part 3 (site-level privacy, federated), added to the existing results")  # fmt: skip
     args = parser.parse_args()
     if not DATASET.is_dir():
         sys.exit(f"{DATASET} is absent: this benchmark needs the DSB 2018 subset beside the repository")
@@ -185,6 +246,17 @@ def main() -> None:
     epochs = max(1, math.ceil(steps / per_epoch))
     steps = epochs * per_epoch  # the budget, in whole epochs of the pooled data
     runs: dict[str, Any] = {}
+    if args.federated_dp:  # part 3 alone, added to the results of parts 1 and 2
+        path = (args.out or Path(__file__).resolve().parent / "results") / "privacy.json"
+        before = json.loads(path.read_text()) if path.is_file() else {}
+        before.pop("benchmark", None)  # the top-level date stays that of parts 1 and 2
+        before["federated_dp"] = federated_dp(pooled, sites, work, rounds, max(1, steps // rounds), args.batch)
+        date = before.pop("date", None)
+        path = write_result("privacy", json.loads(json.dumps(before, default=str)), args.out)
+        if date:
+            path.write_text(json.dumps({**json.loads(path.read_text()), "date": date}, indent=2) + "\n")
+        log(f"wrote {path}")
+        return
 
     # --- 1. differential privacy -------------------------------------------------------------------
     for label, eps in [("non-private", None), *[(f"dp eps={e:g}", e) for e in EPSILONS]]:

@@ -86,3 +86,17 @@ def sites(tmp_path_factory) -> dict[str, Path]:
         make_splits(discover(root), folds=1, test_split=0.0, val_split=0.34, seed=0)
         out[name] = root
     return out
+
+
+@pytest.fixture(scope="session")
+def federated_run(sites, tmp_path_factory):
+    """2 sites x 2 rounds of FedAvg under Flower's simulation runtime, every update kept."""
+    pytest.importorskip("ray", reason="the private extra (bioseg[private]) is not installed")
+    work = tmp_path_factory.mktemp("federated")
+    cfg = work / "exp.yaml"
+    cfg.write_text(f"name: fed\noutput_dir: {work / 'runs'}\ndata: {{root: unused}}\n")
+    sets = [x for s in TINY for x in ("--set", s)]
+    args = [f"--site={n}={root}" for n, root in sites.items()]
+    code = run_cli("federated", cfg, *args, "--rounds", "2", "--local-epochs", "1", "--keep-updates", *sets)
+    assert code == 0
+    return work / "runs" / "fed" / "fold_0"

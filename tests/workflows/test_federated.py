@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, run_cli
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -16,18 +15,6 @@ from bioseg.reports.history import read_metrics_csv
 
 pytest.importorskip("flwr", reason="the private extra (bioseg[private]) is not installed")
 pytest.importorskip("ray", reason="the private extra (bioseg[private]) is not installed")
-
-
-@pytest.fixture(scope="module")
-def federated_run(sites, tmp_path_factory):
-    work = tmp_path_factory.mktemp("federated")
-    cfg = work / "exp.yaml"
-    cfg.write_text(f"name: fed\noutput_dir: {work / 'runs'}\ndata: {{root: unused}}\n")
-    sets = [x for s in TINY for x in ("--set", s)]
-    args = [f"--site={n}={root}" for n, root in sites.items()]
-    code = run_cli("federated", cfg, *args, "--rounds", "2", "--local-epochs", "1", "--keep-updates", *sets)
-    assert code == 0
-    return work / "runs" / "fed" / "fold_0"
 
 
 def _sent(path):
