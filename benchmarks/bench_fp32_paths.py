@@ -64,6 +64,8 @@ def onnx_session(net: torch.nn.Module, example: torch.Tensor) -> tuple[Any, floa
                       dynamic_shapes={"x": dims}, verbose=False)  # fmt: skip
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
+    # ONNX Runtime's threads spin after a run by default: that would slow whatever runs next in a round
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return session, time.perf_counter() - start
 
