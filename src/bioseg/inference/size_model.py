@@ -45,18 +45,19 @@ def style(net: torch.nn.Module, image: np.ndarray, autocast: torch.dtype | None 
     divisor = net.size_divisor
     divisor = (divisor,) * (image.ndim - 1) if isinstance(divisor, int) else divisor
     pad = [(0, 0)] + [(0, (-n) % d) for n, d in zip(crop.shape[1:], divisor, strict=True)]
-    x = torch.from_numpy(np.ascontiguousarray(np.pad(crop, pad, mode="edge"), dtype=np.float32))[None]
+    device = next(net.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(np.pad(crop, pad, mode="edge"), dtype=np.float32))[None].to(device)
     levels: list[torch.Tensor] = []
     hooks = [enc.register_forward_hook(lambda _m, _i, out: levels.append(out)) for enc in net.encoders]
     try:
-        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             net(x.contiguous(memory_format=_layout(x.dim())))
     finally:
         for hook in hooks:
             hook.remove()
     dims = tuple(range(2, x.dim()))
     parts = [torch.cat([f.float().mean(dims)[0], f.float().std(dims)[0]]) for f in levels]
-    return torch.cat(parts).numpy().astype(np.float64)
+    return torch.cat(parts).cpu().numpy().astype(np.float64)
 
 
 def _layout(ndim: int) -> torch.memory_format:
