@@ -56,6 +56,42 @@ def test_tile_starts_spread_evenly_where_monai_pushes_the_last_back():
     assert tile_starts(64, 32, 0.25) == [0, 16, 32]
 
 
+@pytest.mark.parametrize("size", [32, 33, 100, 257, 2048])
+@pytest.mark.parametrize("patch", [16, 32, 256])
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+@pytest.mark.parametrize("align", [2, 8, 16])
+def test_aligned_tile_starts_sit_on_the_pooling_grid(size, patch, overlap, align):
+    if patch > size:
+        return
+    starts = tile_starts(size, patch, overlap, align)
+    step = max(1, int(patch * (1 - overlap)))
+    assert starts[0] == 0 and starts[-1] + patch == size
+    assert all(0 < b - a <= step for a, b in zip(starts, starts[1:], strict=False))
+    if step >= align:
+        assert all(s % align == 0 for s in starts[:-1])
+    # the rule reduces to the unaligned one when the span and the step are already on the grid
+    if (size - patch) % step == 0 and step % align == 0:
+        assert starts == tile_starts(size, patch, overlap)
+
+
+def cell_net() -> torch.nn.Module:
+    """Each output pixel depends only on its own 2 × 2 pooling cell: equivariant to shifts by 2 only."""
+    return torch.nn.Sequential(torch.nn.AvgPool2d(2), torch.nn.Upsample(scale_factor=2, mode="nearest"))
+
+
+def test_tiles_on_the_pooling_grid_predict_as_the_whole_image():
+    image = torch.rand(1, 60, 60)
+    net = cell_net()
+    whole = net(image[None])[0]
+    predict = lambda t: {"out": net(t)}  # noqa: E731
+    for patch, overlap in (((16, 16), 0.3), ((22, 26), 0.25), ((32, 32), 0.5)):
+        aligned = sliding_window(predict, image, patch, overlap=overlap, size_divisor=2)["out"]
+        torch.testing.assert_close(aligned, whole)
+    # without the alignment a tile starts inside a cell and its pixels pool with other neighbours
+    unaligned = sliding_window(predict, image, (22, 26), overlap=0.25, size_divisor=1)["out"]
+    assert (unaligned - whole).abs().max() > 0.05
+
+
 @pytest.mark.parametrize("patch", [(16, 17), (8, 9, 10), (1, 5)])
 def test_gaussian_window_shape_symmetry_and_monai(patch):
     w = gaussian_window(patch)

@@ -64,6 +64,12 @@ class BlockPlan:
     patch: tuple[int, ...]
     overlap: float
     block_size: tuple[int, ...]
+    #: tile starts are multiples of this per axis (the network's size divisor), as the tiler places them
+    align: tuple[int, ...]
+
+    def starts(self, axis: int) -> list[int]:
+        """The whole image's tile starts along ``axis`` (as :func:`~bioseg.inference.tiling.sliding_window`)."""
+        return tile_starts(self.shape[axis], self.patch[axis], self.overlap, self.align[axis])
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -90,7 +96,7 @@ class BlockPlan:
                 crop.append((before + lo, before + hi))
                 starts.append([0])
                 continue
-            touching = [s for s in tile_starts(n, p, self.overlap) if s < hi and s + p > lo]
+            touching = [s for s in self.starts(axis) if s < hi and s + p > lo]
             first, last = touching[0], touching[-1] + p
             region.append((first, last))
             pad.append((0, 0))
@@ -101,14 +107,14 @@ class BlockPlan:
 
     def tiles_total(self) -> tuple[int, int]:
         """(tiles predicted block-wise, tiles of the whole-image prediction): the straddling overhead."""
-        whole = math.prod(1 if n < p else len(tile_starts(n, p, self.overlap))
-                          for n, p in zip(self.shape, self.patch, strict=True))  # fmt: skip
+        whole = math.prod(1 if n < p else len(self.starts(axis))
+                          for axis, (n, p) in enumerate(zip(self.shape, self.patch, strict=True)))  # fmt: skip
         per_axis = []
         for axis, (n, p, b) in enumerate(zip(self.shape, self.patch, self.block_size, strict=True)):
             if n < p:
                 per_axis.append(1)
                 continue
-            starts = tile_starts(n, p, self.overlap)
+            starts = self.starts(axis)
             per_axis.append(sum(sum(1 for s in starts if s < min((k + 1) * b, n) and s + p > k * b)
                                 for k in range(self.grid[axis])))  # fmt: skip
         return math.prod(per_axis), whole
@@ -142,4 +148,5 @@ def plan_blocks(
                 f"block size {size} is smaller than the tile step {steps} (tile {patch}, overlap {overlap}): "
                 "each block would predict mostly halo; use blocks of at least one step, better several"
             )
-    return BlockPlan(shape, patch, float(overlap), size)
+    align = (size_divisor,) * ndim if isinstance(size_divisor, int) else tuple(int(d) for d in size_divisor)
+    return BlockPlan(shape, patch, float(overlap), size, align)

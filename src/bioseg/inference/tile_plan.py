@@ -27,13 +27,15 @@ class TilePlan:
     overlap: tuple[float, ...]
     batch_size: int
 
-    def computed(self, spatial: Sequence[int]) -> float:
-        """Voxels computed per voxel of an image of shape ``spatial`` (1: each once)."""
+    def computed(self, spatial: Sequence[int], divisor: int | Sequence[int] = 1) -> float:
+        """Voxels computed per voxel of an image of shape ``spatial`` (1: each once), tiles aligned to
+        ``divisor`` as :func:`bioseg.inference.tiling.sliding_window` aligns them."""
         from bioseg.inference.tiling import tile_starts
 
+        divisors = (divisor,) * len(self.patch) if isinstance(divisor, int) else tuple(divisor)
         total = 1
-        for size, p, o in zip(spatial, self.patch, self.overlap, strict=True):
-            total *= len(tile_starts(max(size, p), p, o)) * p
+        for size, p, o, d in zip(spatial, self.patch, self.overlap, divisors, strict=True):
+            total *= len(tile_starts(max(size, p), p, o, d)) * p
         return total / math.prod(spatial)
 
 
