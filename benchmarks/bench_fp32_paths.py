@@ -85,7 +85,8 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=40)
     args = parser.parse_args()
     C.setup_threads(args.threads)
-    from bioseg.inference.predictor import Predictor, fold_batchnorm
+    from bioseg.inference.fast_net import fold_batchnorm
+    from bioseg.inference.predictor import Predictor
     from bioseg.inference.tile_plan import plan_tiles
     from bioseg.nn.bundle import build_network
 

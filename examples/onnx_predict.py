@@ -21,11 +21,17 @@ def normalise(image, norm):
     return (image - lo.reshape(shape)) / np.maximum(hi - lo, 1e-6).reshape(shape).astype(np.float32)
 
 
-def starts(size, tile, overlap):
-    """Tile origins spread evenly from 0 to size - tile."""
+def starts(size, tile, overlap, align):
+    """Tile origins spread evenly from 0 to size - tile, all but the last on multiples of align (the
+    network's pooling grid, so that tiles predict the pixels they share alike)."""
     step = max(1, int(tile * (1 - overlap)))
-    n = -(-(size - tile) // step) + 1
-    return [0] if n == 1 else [(2 * i * (size - tile) + n - 1) // (2 * (n - 1)) for i in range(n)]
+    align = align if step >= align else 1
+    step -= step % align
+    units = -(-(size - tile) // align)
+    n = -(-units * align // step) + 1
+    if n == 1:
+        return [0]
+    return [align * ((2 * i * units + n - 1) // (2 * (n - 1))) for i in range(n - 1)] + [size - tile]
 
 
 def window(tile):
@@ -48,7 +54,8 @@ def predict(model_path, raw):
     image = np.pad(image, pad, mode="reflect")
     w = window(tile)
     sums, weight = {}, np.zeros(image.shape[1:], np.float32)
-    grid = [starts(s, t, meta["overlap"]) for s, t in zip(image.shape[1:], tile, strict=True)]
+    aligns = meta["size_divisor"]
+    grid = [starts(s, t, meta["overlap"], a) for s, t, a in zip(image.shape[1:], tile, aligns, strict=True)]
     for origin in itertools.product(*grid):
         region = tuple(slice(o, o + t) for o, t in zip(origin, tile, strict=True))
         outputs = session.run(None, {meta["input"]: image[(slice(None), *region)][None]})

@@ -49,6 +49,30 @@ def test_the_cache_is_per_cpu_model_and_survives_damage(tmp_path):
     assert decide_cpu_precision(NATIVE, "CPU A", tmp_path, lambda: (10.0, 30.0)).precision == "fp32"  # measured anew
 
 
+@pytest.mark.parametrize("cap", ["AVX512_CORE_VNNI", "AVX2"])
+def test_onednn_capped_below_bf16_gives_fp32_without_measuring(tmp_path, cap):
+    choice = decide_cpu_precision(NATIVE, "AMD EPYC", tmp_path, never_measure, cap)
+    assert choice.precision == "fp32" and f"ONEDNN_MAX_CPU_ISA={cap}" in choice.reason
+
+
+def test_a_cap_that_keeps_bf16_is_measured_and_cached_apart(tmp_path):
+    decide_cpu_precision(NATIVE, "CPU", tmp_path, lambda: (10.0, 5.0))
+    capped = decide_cpu_precision(NATIVE, "CPU", tmp_path, lambda: (10.0, 30.0), "AVX512_CORE_BF16")
+    assert capped.precision == "fp32"  # measured under its own key, not read from the uncapped entry
+    keys = json.loads((tmp_path / "precision.json").read_text())
+    assert f"CPU | torch {torch.__version__} | AVX512_CORE_BF16" in keys
+
+
+def test_the_cap_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", " avx512_core_vnni ")
+    assert precision.onednn_isa_cap() == "AVX512_CORE_VNNI"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert precision.onednn_isa_cap() is None
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+    assert precision.onednn_isa_cap() == "AVX2"
+
+
 def test_no_cache_folder_measures_every_time(tmp_path):
     calls = []
     for _ in range(2):

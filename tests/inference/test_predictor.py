@@ -1,4 +1,4 @@
-"""The predictor's fast path: folded BatchNorm, channels-last tiles, precision choices."""
+"""The predictor: precision choices, tiles, resizing, and what it predicts."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from bioseg import config
 from bioseg.errors import BiosegError
 from bioseg.inference import precision
 from bioseg.inference.precision import autocast_dtype
-from bioseg.inference.predictor import Predictor, fold_batchnorm
+from bioseg.inference.predictor import Predictor
 from bioseg.nn import create_model
 
 
@@ -22,25 +22,6 @@ def _trained_like(net: torch.nn.Module) -> torch.nn.Module:
             m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return net.eval()
-
-
-@pytest.mark.parametrize(
-    "name, dims, kwargs, shape",
-    [
-        ("unet", 2, {"widths": [4, 8, 16]}, (2, 1, 32, 48)),
-        ("unet", 3, {"widths": [4, 8], "residual": True}, (1, 1, 8, 16, 16)),
-        ("resunet", 2, {"decoder_widths": [4, 8, 8, 16, 16]}, (1, 1, 64, 64)),
-    ],
-)
-def test_folded_network_gives_the_same_output(name, dims, kwargs, shape):
-    net = _trained_like(create_model(name, spatial_dims=dims, in_channels=1, heads={"m": 2}, **kwargs))
-    folded = fold_batchnorm(net)
-    remaining = [m for m in folded.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    assert not remaining  # every BatchNorm that follows a conv was folded away
-    x = torch.randn(*shape)
-    with torch.no_grad():
-        assert torch.allclose(net(x)["m"], folded(x)["m"], atol=1e-4)
-    assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())  # caller's copy intact
 
 
 def test_precision_choices():
@@ -89,8 +70,7 @@ def test_resize_predicts_the_fitted_square_and_maps_back_to_the_image_size():
     raw = {"data": {"root": ".", "patch_size": [32, 32], "resize": 32}, "infer": {"precision": "fp32"}}
     predictor = Predictor(net, config.from_dict(raw))
     tiles = []
-    first_conv = next(m for m in predictor._fast_net.modules() if isinstance(m, torch.nn.Conv2d))
-    first_conv.register_forward_hook(lambda module, args, out: tiles.append(tuple(args[0].shape)))
+    predictor.fast_net.register_forward_hook(lambda module, args, out: tiles.append(tuple(args[0].shape)))
     image = np.random.default_rng(1).random((40, 70), dtype=np.float32)
     prediction = predictor.predict(image)
     assert tiles == [(1, 1, 32, 32)]  # one tile: the whole image fitted into the 32² square

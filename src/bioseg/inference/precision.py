@@ -5,13 +5,16 @@ runs it natively *and* it is measured faster: the CPU's own flags must list ``av
 ``amx_bf16`` (torch's ``_is_mkldnn_bf16_supported`` also answers yes where bf16 is emulated, two to three
 times slower than float32), and a one-off micro-benchmark of a convolution in both precisions must
 confirm it. The measurement is cached per CPU model and torch version in ``~/.cache/bioseg``, so it runs
-once per machine, and the choice is logged once per process in one line.
+once per machine, and the choice is logged once per process in one line. ``ONEDNN_MAX_CPU_ISA`` (oneDNN's
+own setting) set to an instruction set without bf16, such as ``AVX512_CORE_VNNI``, keeps oneDNN off the
+CPU's bf16 instructions: ``auto`` is then fp32, as on a CPU without them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -27,6 +30,8 @@ log = logging.getLogger("bioseg")
 
 #: CPU flags of native bf16 arithmetic (x86: AVX-512 BF16, AMX); Arm's bf16 flag has no oneDNN fast path here
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: oneDNN instruction-set caps (``ONEDNN_MAX_CPU_ISA``) that include bf16 arithmetic; DEFAULT/ALL: no cap
+_ISA_CAPS_WITH_BF16 = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AMX", "AVX10", "DEFAULT", "ALL")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,13 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(line.partition(":")[2].split())
 
 
+def onednn_isa_cap() -> str | None:
+    """oneDNN's instruction-set cap from the environment (``ONEDNN_MAX_CPU_ISA``, formerly
+    ``DNNL_MAX_CPU_ISA``), upper-cased; None when unset."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.strip().upper() if cap and cap.strip() else None
+
+
 def cpu_model() -> str:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -111,7 +123,7 @@ def conv_step_ms(repeats: int = 5) -> tuple[float, float]:
 @cache
 def cpu_precision() -> CpuPrecision:
     """This CPU's ``auto`` precision, decided once per process (see :func:`decide_cpu_precision`)."""
-    choice = decide_cpu_precision(cpu_flags(), cpu_model(), default_cache_dir(), conv_step_ms)
+    choice = decide_cpu_precision(cpu_flags(), cpu_model(), default_cache_dir(), conv_step_ms, onednn_isa_cap())
     log.info("precision auto → %s: %s", choice.precision, choice.reason)
     return choice
 
@@ -121,13 +133,16 @@ def decide_cpu_precision(
     model: str,
     cache_dir: Path | None,
     measure: Callable[[], tuple[float, float]],
+    isa_cap: str | None = None,
 ) -> CpuPrecision:
-    """fp32 without a native bf16 flag; with one, bf16 if the measured conv step is faster in bf16. The
-    measurement is read from, or written to, ``cache_dir/precision.json`` under the CPU model and torch
-    version (None: not cached)."""
+    """fp32 without a native bf16 flag, or with oneDNN capped below bf16 (``isa_cap``); else bf16 if the
+    measured conv step is faster in bf16. The measurement is read from, or written to,
+    ``cache_dir/precision.json`` under the CPU model, torch version and cap (None: not cached)."""
     if not flags & NATIVE_BF16_FLAGS:
         return CpuPrecision("fp32", f"{model} has no native bf16 (no {' or '.join(sorted(NATIVE_BF16_FLAGS))})")
-    key = f"{model} | torch {torch.__version__}"
+    if isa_cap is not None and not any(part in isa_cap for part in _ISA_CAPS_WITH_BF16):
+        return CpuPrecision("fp32", f"ONEDNN_MAX_CPU_ISA={isa_cap} keeps oneDNN off the bf16 instructions of {model}")
+    key = f"{model} | torch {torch.__version__}" + (f" | {isa_cap}" if isa_cap else "")
     cached = _read_cache(cache_dir).get(key)
     if cached is None:
         fp32_ms, bf16_ms = measure()
@@ -171,4 +186,5 @@ __all__ = [
     "cpu_model",
     "cpu_precision",
     "decide_cpu_precision",
+    "onednn_isa_cap",
 ]

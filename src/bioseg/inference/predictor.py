@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from bioseg.data.resize import fit_to_square, plan_fit, resample, restore
 from bioseg.errors import BiosegError
 from bioseg.inference import rescale
 from bioseg.inference.ensemble import Member, check_members, load_members, temperatures
+from bioseg.inference.fast_net import fast_network, memory_format
 from bioseg.inference.heads import activate, to_labels
 from bioseg.inference.precision import autocast_dtype
 from bioseg.inference.size_model import estimate_size
@@ -25,54 +25,8 @@ from bioseg.inference.tile_plan import tile_plan
 from bioseg.inference.tiling import sliding_window
 from bioseg.inference.tta import views_for
 from bioseg.inference.uncertainty import EntropyMaps, RunningMean, mutual_information, split_maps
-from bioseg.nn.blocks import ConvBlock
 from bioseg.nn.bundle import ModelBundle
 from bioseg.postprocess.semantic import clean_labels
-
-#: (conv, norm) attribute pairs of blocks whose forward feeds the conv's output only into the norm
-_CONV_NORM_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {ConvBlock: (("conv1", "norm1"), ("conv2", "norm2"))}
-
-
-def _foldable(conv: object, norm: object) -> bool:
-    return (
-        isinstance(conv, torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d)
-        and isinstance(norm, torch.nn.modules.batchnorm._BatchNorm)
-        and norm.track_running_stats
-        and norm.running_mean is not None
-    )
-
-
-def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``net`` in eval mode with BatchNorm layers folded into the convolution before them.
-
-    In eval mode BatchNorm is a fixed per-channel affine map, so ``norm(conv(x))`` equals one convolution
-    with rescaled weights and a bias: the same output (to float rounding) for one pass less over every
-    feature map. Folded: a conv directly followed by a BatchNorm inside an ``nn.Sequential``, and the
-    (conv, norm) attribute pairs that a block lists in ``conv_norm_pairs`` (ConvBlock's are known here)
-    — pairs where the conv's output goes into the norm and nowhere else. The caller's module is untouched.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    net = copy.deepcopy(net).eval()
-    for module in net.modules():
-        if isinstance(module, torch.nn.Sequential):
-            for i in range(len(module) - 1):
-                if _foldable(module[i], module[i + 1]):
-                    module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
-                    module[i + 1] = torch.nn.Identity()
-        pairs = getattr(module, "conv_norm_pairs", None) or _CONV_NORM_PAIRS.get(type(module), ())
-        for conv_name, norm_name in pairs:
-            conv, norm = getattr(module, conv_name), getattr(module, norm_name)
-            if _foldable(conv, norm):
-                setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
-                setattr(module, norm_name, torch.nn.Identity())
-    return net
-
-
-def memory_format(spatial_dims: int) -> torch.memory_format:
-    """Channels-last layout for ``spatial_dims`` (2 or 3): what oneDNN and cuDNN convolve fastest,
-    measured at about 2x the default layout for the 2D UNet on a CPU (benchmarks/bench_prediction.py)."""
-    return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
 
 
 @dataclass
@@ -123,11 +77,11 @@ class Predictor:
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         # what runs the tiles: BatchNorm folded into the convolutions, channels-last weights; built once
-        self._fast_net = fold_batchnorm(self.net).to(memory_format=memory_format(self.spatial_dims))
+        self._autocast = autocast_dtype(self.device, self.infer.precision)
+        self._fast_net = fast_network(self.net, self.spatial_dims, self.device, self._autocast)
         self.members = [Member(self._fast_net, temperatures(cfg, self.infer.temperature, "model"))]
         self.bundles: list[ModelBundle] = []  # the model folders of the members, when read from disk
         self._size_divisor = getattr(self.net, "size_divisor", 1)
-        self._autocast = autocast_dtype(self.device, self.infer.precision)
         self.objects: dict[str, Any] | None = None  # sizes of the training objects, for rescaling
         if cfg.data.resize and (self.infer.rescale != "off" or self.infer.object_size):
             raise BiosegError(
@@ -165,7 +119,7 @@ class Predictor:
     ) -> None:
         """Average ``net`` (trained with ``cfg``, which must read images and predict heads alike) in."""
         check_members([("the first member", self.cfg), (source, cfg)])
-        fast = fold_batchnorm(net.to(self.device).eval()).to(memory_format=memory_format(self.spatial_dims))
+        fast = fast_network(net.to(self.device).eval(), self.spatial_dims, self.device, self._autocast)
         given = temperature if temperature is not None else cfg.infer.temperature
         self.members.append(Member(fast, temperatures(cfg, given, source), source))
         self._size_divisor = _lcm(self._size_divisor, getattr(net, "size_divisor", 1))
@@ -177,7 +131,7 @@ class Predictor:
 
     @property
     def fast_net(self) -> torch.nn.Module:
-        """The network that runs the tiles (BatchNorm folded, channels-last)."""
+        """The network that runs the tiles (see :mod:`bioseg.inference.fast_net`)."""
         return self._fast_net
 
     @property

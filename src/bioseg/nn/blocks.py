@@ -129,6 +129,11 @@ class ConvBlock(nn.Module):
             y = y + self.skip(x)
         return self.act2(y)
 
+    def forward_concat(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The block on the channel concatenation of ``a`` and ``b`` (a skip connection and upsampled
+        features); the fused inference form (bioseg.inference.fast_net) builds no concatenation."""
+        return self(torch.cat([a, b], dim=1))
+
 
 class Down(nn.Module):
     """Downsampling by ``factors`` per axis: max-pooling, or a strided convolution (``mode='conv'``,

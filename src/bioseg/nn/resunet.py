@@ -184,9 +184,7 @@ class ResUNet(nn.Module):
         y = features[-1]
         for level in range(4, -1, -1):
             y = self.ups[level](y)
-            if level > 0:
-                y = torch.cat([features[level - 1], y], dim=1)
-            y = self.decoders[level](y)
+            y = self.decoders[level].forward_concat(features[level - 1], y) if level > 0 else self.decoders[level](y)
         return {name: conv(y) for name, conv in self.head_convs.items()}
 
 

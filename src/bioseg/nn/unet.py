@@ -184,5 +184,5 @@ class UNet(nn.Module):
             skips.append(x)
         for level in range(len(self.decoders) - 1, -1, -1):
             x = self.ups[level](x)
-            x = self.decoders[level](torch.cat([skips[level], x], dim=1))
+            x = self.decoders[level].forward_concat(skips[level], x)
         return {name: conv(x) for name, conv in self.head_convs.items()}

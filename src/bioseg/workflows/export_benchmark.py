@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bioseg.inference.fast_net import fold_batchnorm, memory_format
 from bioseg.inference.precision import NATIVE_BF16_FLAGS, cpu_flags, cpu_model
-from bioseg.inference.predictor import fold_batchnorm, memory_format
 from bioseg.workflows.export_model import INPUT, ProbabilityNet, write_json
 
 BATCH = 4  # tiles per forward pass, as prediction's default
