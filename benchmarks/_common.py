@@ -61,6 +61,8 @@ def machine() -> dict[str, Any]:
         "bf16_instructions": sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")),
         "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c"))),  # the vector units
         "precision_auto": _auto_precision(),
+        # set to e.g. AVX512_CORE_VNNI, oneDNN leaves bf16 instructions unused: a CPU without native bf16
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),

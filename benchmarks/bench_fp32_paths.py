@@ -5,18 +5,23 @@ Where the CPU has no native bf16, prediction runs in fp32, and the forward pass 
 (trained for a few steps, see bench_prediction) on the tile the auto plan gives a 2048² image and on a
 batch of four 256² tiles, for each candidate, interleaved:
 
-- ``eager``: what bioseg runs (BatchNorm folded into the convolutions, channels-last, oneDNN);
-- ``compiled``: ``torch.compile`` of that network (inductor, ``freezing`` on so that weights are
+- ``eager``: the network with BatchNorm folded into the convolutions, channels-last, as torch runs it;
+- ``fused``: what bioseg runs, that network with oneDNN fusions (``bioseg.inference.fast_net``: each
+  convolution with its activation, decoder blocks without the concatenation);
+- ``compiled``: ``torch.compile`` of the eager network (inductor, ``freezing`` on so that weights are
   constants and oneDNN convolutions are prepacked and fused with their activations; static shapes);
 - ``onnxruntime``: the same network exported with torch's dynamo exporter, run by ONNX Runtime's CPU
   provider, as many threads as torch uses;
 - ``eager_bf16``: bf16 autocast, for reference (fast only where bf16 is native).
 
-Then the whole 2048² image in fp32 with auto tiles, eager and compiled, against MONAI's
+Then the whole 2048² image in fp32 with auto tiles, fused (bioseg's default), eager and compiled, against MONAI's
 ``sliding_window_inference`` fp32 (patch 256, overlap 0.25, Gaussian) in the same rounds. Reported with
 the one-off costs (compiling, exporting) and the largest difference from eager outputs.
 
     python benchmarks/bench_fp32_paths.py [--rounds 5] [--train-steps 40]
+
+Run it with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`` on a CPU with native bf16 to see it as one without:
+oneDNN then leaves the bf16 instructions unused (bf16 2-3× slower than fp32) and fp32 is unchanged.
 """
 
 from __future__ import annotations
@@ -70,6 +75,15 @@ def onnx_session(net: torch.nn.Module, example: torch.Tensor) -> tuple[Any, floa
     return session, time.perf_counter() - start
 
 
+def running(predictor: Any, net: Any) -> Any:
+    """``predictor`` with ``net`` running its tiles in place of the network it built."""
+    from bioseg.inference.ensemble import Member
+
+    predictor._fast_net = net
+    predictor.members[0] = Member(net, predictor.members[0].temperature)
+    return predictor
+
+
 def untimed(fn: Any) -> Any:
     """``fn`` for :func:`_common.interleave`, which times a run that returns None."""
 
@@ -85,7 +99,7 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=40)
     args = parser.parse_args()
     C.setup_threads(args.threads)
-    from bioseg.inference.fast_net import fold_batchnorm
+    from bioseg.inference.fast_net import fold_batchnorm, fuse_onednn
     from bioseg.inference.predictor import Predictor
     from bioseg.inference.tile_plan import plan_tiles
     from bioseg.nn.bundle import build_network
@@ -95,6 +109,7 @@ def main() -> int:
     net = build_network(cfg)
     train_weights(net, args.train_steps)
     fast = fold_batchnorm(net).to(memory_format=torch.channels_last)
+    fused = fuse_onednn(fast, 2)
     plan = plan_tiles((IMAGE, IMAGE), (256, 256), 0.25, 4, net.size_divisor)
     shapes = {"auto tile": (plan.batch_size, 1, *plan.patch), "4 × 256²": (4, 1, 256, 256)}
     inputs = {k: torch.randn(s).contiguous(memory_format=torch.channels_last) for k, s in shapes.items()}
@@ -109,6 +124,7 @@ def main() -> int:
             comp(x)
             one_off[f"compile_s ({name})"] = round(time.perf_counter() - start, 2)
             ref = fast(x)["mask"]
+            differences[f"fused ({name})"] = float((fused(x)["mask"] - ref).abs().max())
             differences[f"compiled ({name})"] = float((comp(x) - ref).abs().max())
             ort_out = torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
             differences[f"onnxruntime ({name})"] = float((ort_out - ref).abs().max())
@@ -119,6 +135,7 @@ def main() -> int:
 
     candidates = {
         "eager": lambda x: fast(x)["mask"],
+        "fused": lambda x: fused(x)["mask"],
         "compiled": comp,
         "onnxruntime": lambda x: session.run(None, {"x": x.contiguous().numpy()}),
         "eager_bf16": bf16,
@@ -137,15 +154,17 @@ def main() -> int:
         }  # fmt: skip
 
     image, _ = test_image(IMAGE)
-    eager_predictor = Predictor(net, cfg, precision="fp32")
-    compiled_predictor = Predictor(net, cfg, precision="fp32")
-    compiled_predictor._fast_net = torch.compile(fast, dynamic=False)
+    fused_predictor = Predictor(net, cfg, precision="fp32")
+    eager_predictor = running(Predictor(net, cfg, precision="fp32"), fast)
+    compiled_predictor = running(Predictor(net, cfg, precision="fp32"), torch.compile(fast, dynamic=False))
     compiled_predictor.predict_prepared(image)  # compiles for the plan's tile
     eager_predictor.predict_prepared(image[:, :512, :512])
+    fused_predictor.predict_prepared(image[:, :512, :512])
     monai_predict(net, image[:, :512, :512], [256, 256], 4, 0.25)
     whole = C.interleave({
         "monai_fp32": untimed(lambda: monai_predict(net, image, [256, 256], 4, 0.25)),
-        "bioseg_fp32_auto_tiles": untimed(lambda: eager_predictor.predict_prepared(image)),
+        "bioseg_fp32_auto_tiles": untimed(lambda: fused_predictor.predict_prepared(image)),
+        "bioseg_fp32_auto_tiles_unfused": untimed(lambda: eager_predictor.predict_prepared(image)),
         "bioseg_fp32_auto_tiles_compiled": untimed(lambda: compiled_predictor.predict_prepared(image)),
     }, repeats=args.rounds, warmup=0)  # fmt: skip
     image_result = {
@@ -155,6 +174,7 @@ def main() -> int:
     doc = {
         "machine": C.machine(),
         "network": "default 2D UNet (16-32-64-128, batch norm folded), one binary head",
+        "fused_blocks": sum(type(m).__name__ == "FusedConvBlock" for m in fused.modules()),
         "tiles": {k: list(s) for k, s in shapes.items()},
         "forward": forward,
         "one_off": one_off,

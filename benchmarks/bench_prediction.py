@@ -269,7 +269,9 @@ def run_2d(args: Any, log: Any = print) -> dict[str, Any]:
         "accuracy": accuracy,
         "memory_bioseg_bf16": memory,
         "targets": {
-            "speed_bf16_vs_monai_fp32": C.target(speed["bioseg_bf16"]["ratio_vs_monai_fp32"], TARGET_SPEED),
+            # bf16 is asked for explicitly here: a speed target only where the CPU computes it natively
+            **({"speed_bf16_vs_monai_fp32": C.target(speed["bioseg_bf16"]["ratio_vs_monai_fp32"], TARGET_SPEED)}
+               if cpu_has_native_bf16() else {}),
             "dice_bf16_vs_fp32": C.target(accuracy["dice_bf16_vs_fp32"], TARGET_DICE),
             "speed_default_vs_monai_fp32": C.target(speed["bioseg_default"]["ratio_vs_monai_fp32"], default_target),
             "speed_fp32_auto_tiles_vs_monai_fp32": C.target(
@@ -402,10 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prediction of a {args.size}² image ({result['tiles']} tiles of 256², overlap 0.25, gaussian, 4 per pass)")
     print(C.table(rows, ["method", "seconds", "speed vs MONAI", "Dice vs truth", "range"]))
     t = result["targets"]
-    print(
-        f"\nspeed bioseg bf16 / MONAI fp32: {t['speed_bf16_vs_monai_fp32']['value']:.2f} "
-        f"(target >= {TARGET_SPEED}: {'pass' if t['speed_bf16_vs_monai_fp32']['pass'] else 'FAIL'})"
-    )
+    bf16_speed = result["speed"]["bioseg_bf16"]["ratio_vs_monai_fp32"]
+    bf16_target = t.get("speed_bf16_vs_monai_fp32")
+    print(f"\nspeed bioseg bf16 / MONAI fp32: {bf16_speed:.2f} " + (
+        f"(target >= {TARGET_SPEED}: {'pass' if bf16_target['pass'] else 'FAIL'})" if bf16_target
+        else "(no target: this CPU has no native bf16, and auto does not choose it)"))  # fmt: skip
     print(
         f"foreground Dice bf16 vs fp32: {acc['dice_bf16_vs_fp32']:.4f} "
         f"(target >= {TARGET_DICE}: {'pass' if t['dice_bf16_vs_fp32']['pass'] else 'FAIL'}); "

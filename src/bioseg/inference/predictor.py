@@ -283,7 +283,7 @@ class Predictor:
             else contextlib.nullcontext()
         )
         with autocast:
-            out = (net or self._fast_net)(batch)
+            out = (net if net is not None else self._fast_net)(batch)
         return {k: v.float() for k, v in out.items()}
 
 
