@@ -19,6 +19,9 @@ the median over steps of reference time / bioseg time (= bioseg images/s / refer
 An epoch boundary falls inside every run: the step that crosses it is reported apart (epoch-end work:
 checkpoint, CSV, charts, new DataLoader) and amortised over the default epoch length.
 
+With both precisions measured, it also scores ``train.precision: auto``: bioseg at the precision auto
+chooses on this CPU against the faster of the two plain loops (target >= 0.95).
+
     python benchmarks/bench_training_overhead.py [--quick] [--precisions 32 bf16-mixed] [--profile]
 """
 
@@ -237,6 +240,27 @@ def against(bioseg: list, plain: list, args: Any) -> dict[str, Any]:
     }
 
 
+def auto_against_faster_plain(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """bioseg at the precision ``auto`` chooses here against the faster of the plain fp32 and bf16 loops
+    (channels-last): the paired step ratio at the chosen precision, times the plain loops' speed ratio
+    when the faster loop is the other precision; None unless both were measured."""
+    from bioseg.engine.trainer import resolve_precision
+
+    by = {r["precision"]: r for r in results}
+    if not {"32", "bf16-mixed"} <= set(by):
+        return None
+    chosen = resolve_precision("auto", "cpu")
+    faster = max(("32", "bf16-mixed"), key=lambda k: by[k]["reference_images_per_s"])
+    value = by[chosen]["ratio"] * by[chosen]["reference_images_per_s"] / by[faster]["reference_images_per_s"]
+    return {
+        "chosen": chosen,
+        "bioseg_images_per_s": by[chosen]["bioseg_images_per_s"],
+        "faster_plain": faster,
+        "faster_plain_images_per_s": by[faster]["reference_images_per_s"],
+        **C.target(value, TARGET),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = C.parser(__doc__.splitlines()[0])
     p.add_argument("--precisions", nargs="+", default=["32", "bf16-mixed"])
@@ -299,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         share = probe["overhead_ms_per_step"] / 1000 / C.median(r["reference_step_s"])
         r["overhead_share_from_probe"] = share
         print(f"  = {100 * share:.1f}% of a plain {r['precision']} step here (ratio about {1 / (1 + share):.3f})")
+    auto = auto_against_faster_plain(results)
+    if auto:
+        print(
+            f"\nprecision auto -> {auto['chosen']}: bioseg {auto['bioseg_images_per_s']:.2f} img/s against the faster "
+            f"plain loop ({auto['faster_plain']}, {auto['faster_plain_images_per_s']:.2f} img/s): {auto['value']:.3f} "
+            f"(target >= {TARGET}: {'pass' if auto['pass'] else 'FAIL'})"
+        )
     for r in results:
         if "profile_top" in r:
             print(f"\n--- cProfile, bioseg {r['precision']} (cumulative) ---\n{r.pop('profile_top')}")
@@ -329,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["precision"]: {**{k: v for k, v in r.items() if k != "precision"}, **C.target(r["ratio"], TARGET)}
                 for r in results
             },
+            "auto": auto,
         },
         args.out,
     )
