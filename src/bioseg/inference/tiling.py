@@ -2,11 +2,12 @@
 
 Tile placement: along each axis the number of tiles is MONAI's (``ceil((size - patch) / step) + 1`` with
 ``step = int(patch * (1 - overlap))``), but the tiles are spread evenly between 0 and ``size - patch``
-(as nnU-Net does) instead of stepping by ``step`` and pushing the last tile back flush with the end.
-Both place the tiles identically whenever ``size - patch`` is a multiple of ``step`` (e.g. 80 = 32 + 2*24
-for patch 32, overlap 0.25); elsewhere the spacing differs, and even spacing never overlaps less than
-asked. The blending window is MONAI's, so results agree with ``monai.inferers.sliding_window_inference``
-wherever the tile positions coincide.
+(as nnU-Net does) instead of stepping by ``step`` and pushing the last tile back flush with the end, and
+every start but the last is a multiple of the network's size divisor (its pooling grid, see
+:func:`tile_starts`). Both place the tiles identically whenever ``size - patch`` is a multiple of ``step``
+and ``step`` one of the divisor (e.g. 80 = 32 + 2*24 for patch 32, overlap 0.25, divisor 8); elsewhere the
+spacing differs, and even spacing never overlaps less than asked. The blending window is MONAI's, so
+results agree with ``monai.inferers.sliding_window_inference`` wherever the tile positions coincide.
 """
 
 from __future__ import annotations
