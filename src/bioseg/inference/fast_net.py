@@ -6,7 +6,8 @@
   :class:`~bioseg.nn.blocks.ConvBlock` runs with its activation as a oneDNN post-op, and a decoder block
   convolves the skip connection and the upsampled features with the two halves of its first weights,
   adding the second result in place as a post-op, instead of copying both into one concatenation first.
-  The default 2D UNet on a 464×560 tile, 2 threads: 132 → 106 ms per pass (benchmarks/bench_fp32_paths.py).
+  The default 2D UNet, 2 threads: a 2048² image in 2.09 s against 2.55 s unfused, 3.14× MONAI's
+  ``sliding_window_inference`` (benchmarks/bench_fp32_paths.py, results/no_native_bf16/fp32_paths.json).
 
 bf16 and fp16 keep the unfused network: autocast does not reach oneDNN's fused operations, and where a
 CPU computes bf16 natively the convolutions, not the copies, are what take the time.
@@ -91,7 +92,8 @@ def _post_op(activation: nn.Module) -> tuple[str, list[float]] | None:
 
 class FusedConvBlock(nn.Module):
     """A BatchNorm-folded, non-residual :class:`~bioseg.nn.blocks.ConvBlock` for float32 inference on a
-    CPU: each convolution with its activation fused, and :meth:`forward_concat` without the copy."""
+    CPU: each convolution with its activation fused, and :meth:`forward_concat` without the copy. For
+    inference only: the block's dropout, inactive in eval mode, is left out."""
 
     def __init__(self, block: ConvBlock) -> None:
         super().__init__()
@@ -108,7 +110,10 @@ class FusedConvBlock(nn.Module):
             and all(isinstance(m, nn.Identity) for m in (block.norm1, block.norm2))
             and _post_op(block.act1) is not None
             and _post_op(block.act2) is not None
-            and all(c.groups == 1 and c.padding_mode == "zeros" for c in (block.conv1, block.conv2))
+            and all(
+                c.groups == 1 and c.padding_mode == "zeros" and isinstance(c.padding, tuple)
+                for c in (block.conv1, block.conv2)
+            )
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

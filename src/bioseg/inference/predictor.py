@@ -76,7 +76,7 @@ class Predictor:
         self.infer = _validated_infer(type(cfg.infer), {**cfg.infer.model_dump(), **given})
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
-        # what runs the tiles: BatchNorm folded into the convolutions, channels-last weights; built once
+        # what runs the tiles, built once: folded, channels-last, fused in fp32 on a CPU (fast_net.py)
         self._autocast = autocast_dtype(self.device, self.infer.precision)
         self._fast_net = fast_network(self.net, self.spatial_dims, self.device, self._autocast)
         self.members = [Member(self._fast_net, temperatures(cfg, self.infer.temperature, "model"))]
