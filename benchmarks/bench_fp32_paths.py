@@ -14,7 +14,8 @@ batch of four 256² tiles, for each candidate, interleaved:
   provider, as many threads as torch uses;
 - ``eager_bf16``: bf16 autocast, for reference (fast only where bf16 is native).
 
-Then the whole 2048² image in fp32 with auto tiles, fused (bioseg's default), eager and compiled, against MONAI's
+Then the whole 2048² image in fp32 with auto tiles, fused (bioseg's default), eager and compiled, and fused
+with larger auto tiles (a budget of 8 and 16 tiles of 256² per pass instead of 4), against MONAI's
 ``sliding_window_inference`` fp32 (patch 256, overlap 0.25, Gaussian) in the same rounds. Reported with
 the one-off costs (compiling, exporting) and the largest difference from eager outputs.
 
@@ -158,6 +159,10 @@ def main() -> int:
     eager_predictor = running(Predictor(net, cfg, precision="fp32"), fast)
     compiled_predictor = running(Predictor(net, cfg, precision="fp32"), torch.compile(fast, dynamic=False))
     compiled_predictor.predict_prepared(image)  # compiles for the plan's tile
+    # larger auto tiles (a budget of 8 and 16 tiles of 256² per pass): fewer pixels computed, each dearer?
+    budget = {n: Predictor(net, cfg, precision="fp32", batch_size=n) for n in (8, 16)}
+    for predictor in budget.values():
+        predictor.predict_prepared(image[:, :512, :512])
     eager_predictor.predict_prepared(image[:, :512, :512])
     fused_predictor.predict_prepared(image[:, :512, :512])
     monai_predict(net, image[:, :512, :512], [256, 256], 4, 0.25)
@@ -166,7 +171,10 @@ def main() -> int:
         "bioseg_fp32_auto_tiles": untimed(lambda: fused_predictor.predict_prepared(image)),
         "bioseg_fp32_auto_tiles_unfused": untimed(lambda: eager_predictor.predict_prepared(image)),
         "bioseg_fp32_auto_tiles_compiled": untimed(lambda: compiled_predictor.predict_prepared(image)),
+        **{f"bioseg_fp32_auto_tiles_budget_{n}": untimed(lambda p=p: p.predict_prepared(image))
+           for n, p in budget.items()},
     }, repeats=args.rounds, warmup=0)  # fmt: skip
+    budget_plans = {n: plan_tiles((IMAGE, IMAGE), (256, 256), 0.25, n, net.size_divisor) for n in (4, 8, 16)}
     image_result = {
         k: {"median_s": round(C.median(t), 3), "speed_vs_monai_fp32": C.median(C.paired_ratios(whole["monai_fp32"], t))}
         for k, t in whole.items()
@@ -176,6 +184,10 @@ def main() -> int:
         "network": "default 2D UNet (16-32-64-128, batch norm folded), one binary head",
         "fused_blocks": sum(type(m).__name__ == "FusedConvBlock" for m in fused.modules()),
         "tiles": {k: list(s) for k, s in shapes.items()},
+        "auto_tiles_by_budget": {
+            n: {"patch": list(p.patch), "pixels_computed_per_pixel": p.computed((IMAGE, IMAGE), net.size_divisor)}
+            for n, p in budget_plans.items()
+        },
         "forward": forward,
         "one_off": one_off,
         "max_abs_logit_difference_vs_eager": differences,

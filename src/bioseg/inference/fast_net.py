@@ -6,8 +6,8 @@
   :class:`~bioseg.nn.blocks.ConvBlock` runs with its activation as a oneDNN post-op, and a decoder block
   convolves the skip connection and the upsampled features with the two halves of its first weights,
   adding the second result in place as a post-op, instead of copying both into one concatenation first.
-  The default 2D UNet, 2 threads: a 2048² image in 2.09 s against 2.55 s unfused, 3.14× MONAI's
-  ``sliding_window_inference`` (benchmarks/bench_fp32_paths.py, results/no_native_bf16/fp32_paths.json).
+  The default 2D UNet, 2 threads, a 2048² image: 1.04–1.22× faster than unfused over three runs,
+  2.5–3.1× MONAI's ``sliding_window_inference`` (benchmarks/bench_fp32_paths.py).
 
 bf16 and fp16 keep the unfused network: autocast does not reach oneDNN's fused operations, and where a
 CPU computes bf16 natively the convolutions, not the copies, are what take the time.
