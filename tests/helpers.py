@@ -23,6 +23,18 @@ TINY = [
 ]
 
 
+def trained_like(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` in eval mode with non-trivial BatchNorm statistics and affine weights, as after training."""
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return net.eval()
+
+
 def dataset_dir(name: str) -> Path:
     path = DATASETS / name
     if not path.is_dir():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import trained_like
 
 from bioseg import config
 from bioseg.inference import fast_net
@@ -13,18 +14,6 @@ from bioseg.nn.blocks import ConvBlock
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
 
 
-def _trained_like(net: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BatchNorm statistics, as after training."""
-    g = torch.Generator().manual_seed(0)
-    for m in net.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.3)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return net.eval()
-
-
 @pytest.mark.parametrize(
     "name, dims, kwargs, shape",
     [
@@ -34,7 +23,7 @@ def _trained_like(net: torch.nn.Module) -> torch.nn.Module:
     ],
 )
 def test_folded_network_gives_the_same_output(name, dims, kwargs, shape):
-    net = _trained_like(create_model(name, spatial_dims=dims, in_channels=1, heads={"m": 2}, **kwargs))
+    net = trained_like(create_model(name, spatial_dims=dims, in_channels=1, heads={"m": 2}, **kwargs))
     folded = fold_batchnorm(net)
     remaining = [m for m in folded.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     assert not remaining  # every BatchNorm that follows a conv was folded away
@@ -56,7 +45,7 @@ NETWORKS = [
 @pytest.mark.parametrize("name, dims, kwargs, shape", NETWORKS)
 def test_fused_network_predicts_as_the_folded_one(name, dims, kwargs, shape):
     torch.manual_seed(0)
-    net = _trained_like(create_model(name, spatial_dims=dims, in_channels=1, heads={"m": 2}, **kwargs))
+    net = trained_like(create_model(name, spatial_dims=dims, in_channels=1, heads={"m": 2}, **kwargs))
     folded = fold_batchnorm(net).to(memory_format=memory_format(dims))
     fused = fuse_onednn(folded, dims)
     blocks = [m for m in fused.modules() if isinstance(m, FusedConvBlock)]

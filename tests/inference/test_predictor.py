@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import trained_like
 
 from bioseg import config
 from bioseg.errors import BiosegError
@@ -10,18 +11,6 @@ from bioseg.inference import precision
 from bioseg.inference.precision import autocast_dtype
 from bioseg.inference.predictor import Predictor
 from bioseg.nn import create_model
-
-
-def _trained_like(net: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BatchNorm statistics, as after training."""
-    g = torch.Generator().manual_seed(0)
-    for m in net.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.3)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return net.eval()
 
 
 def test_precision_choices():
@@ -55,7 +44,7 @@ def test_the_network_runs_in_the_precision_asked_for(asked, seen):
 def test_bf16_labels_agree_with_fp32():
     cfg = config.from_dict({"data": {"root": "/d", "patch_size": [64, 64]}, "model": {"widths": [4, 8, 16]}})
     torch.manual_seed(0)
-    net = _trained_like(create_model("unet", spatial_dims=2, in_channels=1, heads={"mask": 1}, widths=[4, 8, 16]))
+    net = trained_like(create_model("unet", spatial_dims=2, in_channels=1, heads={"mask": 1}, widths=[4, 8, 16]))
     image = np.random.default_rng(0).normal(size=(1, 150, 130)).astype(np.float32)
     fp32 = Predictor(net, cfg, precision="fp32").predict_prepared(image)
     bf16 = Predictor(net, cfg, precision="bf16").predict_prepared(image)
