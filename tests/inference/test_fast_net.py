@@ -6,7 +6,14 @@ from helpers import trained_like
 
 from bioseg import config
 from bioseg.inference import fast_net
-from bioseg.inference.fast_net import FusedConvBlock, fast_network, fold_batchnorm, fuse_onednn, memory_format
+from bioseg.inference.fast_net import (
+    FusedConvBlock,
+    FusedUpDecoder,
+    fast_network,
+    fold_batchnorm,
+    fuse_onednn,
+    memory_format,
+)
 from bioseg.inference.predictor import Predictor
 from bioseg.nn import create_model
 from bioseg.nn.blocks import ConvBlock
@@ -37,6 +44,8 @@ NETWORKS = [
     ("unet", 2, {"widths": [4, 8, 16]}, (2, 1, 32, 48)),
     ("unet", 2, {"widths": [4, 8], "activation": "relu", "norm": "none"}, (1, 1, 24, 40)),
     ("unet", 3, {"widths": [4, 8]}, (1, 1, 8, 16, 16)),
+    ("unet", 3, {"widths": [4, 8, 16], "pool_sizes": [[1, 2, 2], [2, 2, 2]]}, (1, 1, 6, 20, 12)),
+    ("unet", 2, {"widths": [4, 8], "upsample": "interp"}, (1, 1, 16, 24)),
     ("resunet", 2, {"decoder_widths": [4, 8, 8, 16, 16]}, (1, 1, 64, 64)),
 ]
 
@@ -54,6 +63,24 @@ def test_fused_network_predicts_as_the_folded_one(name, dims, kwargs, shape):
     with torch.inference_mode():
         want, got = folded(x)["m"], fused(x)["m"]
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+@needs_onednn
+@pytest.mark.parametrize("dims, pool_sizes", [(2, None), (3, None), (3, [[1, 2, 2]])])
+def test_the_upsampling_is_folded_into_the_decoder_of_a_unet(dims, pool_sizes):
+    torch.manual_seed(0)
+    net = trained_like(create_model("unet", spatial_dims=dims, in_channels=1, heads={"m": 1}, widths=[4, 8],
+                                    pool_sizes=pool_sizes))  # fmt: skip
+    for up in net.ups:  # a bias that matters at the tile borders
+        torch.nn.init.normal_(up.conv.bias, std=0.5)
+    folded = fold_batchnorm(net).to(memory_format=memory_format(dims))
+    fused = fuse_onednn(folded, dims)
+    assert isinstance(fused.decoders[0], FusedUpDecoder) and isinstance(fused.ups[0], torch.nn.Identity)
+    for shape in ((12, 20), (8, 6)) if dims == 2 else ((4, 8, 12), (2, 6, 4)):  # each shape its own borders
+        x = torch.randn(2, 1, *shape).contiguous(memory_format=memory_format(dims))
+        with torch.inference_mode():
+            want, got = folded(x)["m"], fused(x)["m"]
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 
 
 @needs_onednn

@@ -5,7 +5,9 @@
 - in float32 on a CPU, oneDNN fusions (:func:`fuse_onednn`): every convolution of a
   :class:`~bioseg.nn.blocks.ConvBlock` runs with its activation as a oneDNN post-op, and a decoder block
   convolves the skip connection and the upsampled features with the two halves of its first weights,
-  adding the second result in place as a post-op, instead of copying both into one concatenation first.
+  adding the second result in place as a post-op, instead of copying both into one concatenation first;
+  in a UNet, the 2 × 2 transposed convolution that upsamples is folded into that first convolution
+  (:class:`FusedUpDecoder`): one transposed convolution from the coarse features, no upsampled tensor.
   The default 2D UNet, 2 threads, a 2048² image: 1.04–1.22× faster than unfused over three runs,
   2.5–3.1× MONAI's ``sliding_window_inference`` (benchmarks/bench_fp32_paths.py).
 
@@ -16,12 +18,15 @@ CPU computes bf16 natively the convolutions, not the copies, are what take the t
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from bioseg.nn.blocks import ConvBlock
+from bioseg.nn.blocks import ConvBlock, Up
+from bioseg.nn.unet import UNet
 
 log = logging.getLogger("bioseg")
 
@@ -150,6 +155,94 @@ class FusedConvBlock(nn.Module):
         )  # fmt: skip
 
 
+class FusedUpDecoder(nn.Module):
+    """A UNet level's upsampling (transposed convolution, kernel = stride = f) and decoder block in one.
+
+    Its :meth:`forward_concat` takes the skip connection and the features *before* upsampling (the UNet's
+    ``ups[level]`` becomes an Identity). Upsampling and the 3 × 3 convolution of the upsampled half are both
+    linear, so together they are one transposed convolution with stride f, kernel f + 2 and padding 1,
+    whose kernel sums the products of the two kernels. The upsampling's bias becomes a constant per
+    channel inside, folded into the block's bias, and a correction on the outermost voxels, where the
+    3 × 3 convolution's zero padding drops part of it; the corrections are computed once per tile shape.
+    """
+
+    def __init__(self, up: Up, block: FusedConvBlock, skip_channels: int) -> None:
+        super().__init__()
+        self.block = block
+        self.factors = up.factors
+        self.skip_channels = skip_channels
+        t, w = up.conv.weight.detach(), block.conv1.weight.detach()[:, skip_channels:]
+        self.register_buffer("kernel", _compose_kernels(t, w), persistent=False)
+        self.register_buffer("up_bias", up.conv.bias.detach().clone(), persistent=False)
+        inner = block.conv1.bias.detach() + w.sum(dim=tuple(range(2, w.ndim))) @ self.up_bias
+        self.register_buffer("inner_bias", inner, persistent=False)
+        self._borders: dict[tuple[int, ...], list[tuple[tuple[slice, ...], torch.Tensor]]] = {}
+
+    @staticmethod
+    def fusable(up: nn.Module, block: nn.Module) -> bool:
+        conv1 = getattr(block, "conv1", None)
+        return (
+            isinstance(up, Up)
+            and up.mode == "transpose"
+            and up.conv.bias is not None
+            and isinstance(block, FusedConvBlock)
+            and conv1.bias is not None
+            and all(k == 3 for k in conv1.kernel_size)
+            and all(p == 1 for p in conv1.padding)
+            and all(s == 1 for s in conv1.stride)
+            and all(d == 1 for d in conv1.dilation)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise TypeError("FusedUpDecoder takes (skip, coarse features): call forward_concat")
+
+    def forward_concat(self, skip: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        transpose = F.conv_transpose2d if coarse.ndim == 4 else F.conv_transpose3d
+        y = transpose(coarse, self.kernel, None, stride=self.factors, padding=1)
+        conv, block = self.block.conv1, self.block
+        w_skip, _ = block._split_weights(self.skip_channels)
+        args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        y = torch.ops.mkldnn._convolution_pointwise_.binary(
+            y, skip, w_skip, self.inner_bias, *args, "add", None, None, [], None
+        )
+        for region, correction in self._border_corrections(tuple(y.shape[2:])):
+            y[(slice(None), slice(None), *region)] += correction
+        return block._conv_act(block.conv2, block._post2, block.act1(y))
+
+    def _border_corrections(self, shape: tuple[int, ...]) -> list[tuple[tuple[slice, ...], torch.Tensor]]:
+        """Where the upsampled bias meets the zero padding: the full bias map minus its inner value, on
+        the outermost voxels of each axis (split so that no voxel is corrected twice)."""
+        if shape not in self._borders:
+            w = self.block.conv1.weight.detach()[:, self.skip_channels :]
+            conv = F.conv2d if w.ndim == 4 else F.conv3d
+            ones = self.up_bias.view(1, -1, *([1] * len(shape))).expand(1, -1, *shape)
+            full = conv(ones, w, None, padding=1)[0] - (self.inner_bias - self.block.conv1.bias.detach()).view(
+                -1, *([1] * len(shape))
+            )
+            corrections = []
+            for axis, n in enumerate(shape):
+                for index in dict.fromkeys((0, n - 1)):
+                    region = tuple(slice(1, m - 1) if a < axis else (slice(index, index + 1) if a == axis
+                                   else slice(None)) for a, m in enumerate(shape))  # fmt: skip
+                    corrections.append((region, full[(slice(None), *region)].clone()))
+            self._borders[shape] = corrections
+        return self._borders[shape]
+
+
+def _compose_kernels(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The transposed-convolution kernel of ``conv3x3(conv_transpose(x, t, stride=f), w)``: ``t`` is
+    (in, mid, *f), ``w`` (out, mid, 3, ...); the result is (in, out, *(f + 2)), for stride f, padding 1.
+    An upsampled voxel at offset p in its cell, read by tap d of the 3 × 3 kernel, lands at p − d + 2."""
+    factors = t.shape[2:]
+    kernel = t.new_zeros(t.shape[0], w.shape[0], *(f + 2 for f in factors))
+    for p in itertools.product(*(range(f) for f in factors)):
+        for d in itertools.product(*(range(3) for _ in factors)):
+            at = tuple(pi - di + 2 for pi, di in zip(p, d, strict=True))
+            every = (slice(None), slice(None))
+            kernel[(*every, *at)] += t[(*every, *p)] @ w[(*every, *d)].T
+    return kernel
+
+
 def fuse_onednn(net: nn.Module, spatial_dims: int) -> nn.Module:
     """``net`` (BatchNorm folded, eval mode) with every fusable ConvBlock replaced by a
     :class:`FusedConvBlock`, if oneDNN runs the fused network here and it predicts a small random input
@@ -160,6 +253,8 @@ def fuse_onednn(net: nn.Module, spatial_dims: int) -> nn.Module:
     replaced = _replace_blocks(fused)
     if not replaced:
         return net
+    if type(fused) is UNet:
+        _fold_upsampling(fused)
     try:
         x = _probe_input(net, spatial_dims)
         with torch.inference_mode():
@@ -185,6 +280,15 @@ def _replace_blocks(module: nn.Module) -> int:
         else:
             count += _replace_blocks(child)
     return count
+
+
+def _fold_upsampling(unet: UNet) -> None:
+    """Each level's transposed convolution folded into its fused decoder block (see :class:`FusedUpDecoder`)."""
+    for level, (up, block) in enumerate(zip(unet.ups, unet.decoders, strict=True)):
+        if FusedUpDecoder.fusable(up, block):
+            skip_channels = block.conv1.in_channels - up.conv.out_channels
+            unet.decoders[level] = FusedUpDecoder(up, block, skip_channels)
+            unet.ups[level] = nn.Identity()
 
 
 def _probe_input(net: nn.Module, spatial_dims: int) -> torch.Tensor:
