@@ -84,6 +84,17 @@ def test_the_upsampling_is_folded_into_the_decoder_of_a_unet(dims, pool_sizes):
 
 
 @needs_onednn
+def test_border_corrections_are_kept_for_the_latest_tile_shapes_only():
+    net = fold_batchnorm(create_model("unet", spatial_dims=2, in_channels=1, heads={"m": 1}, widths=[4, 8]))
+    fused = fuse_onednn(net.to(memory_format=torch.channels_last), 2)
+    with torch.inference_mode():
+        for size in range(8, 8 + 2 * 12, 2):  # twelve image sizes
+            fused(torch.randn(1, 1, size, 10).contiguous(memory_format=torch.channels_last))
+    kept = fused.decoders[0]._borders
+    assert len(kept) == 8 and (30, 10) in kept and (8, 10) not in kept  # sizes 8, 10, …, 30: the last 8 kept
+
+
+@needs_onednn
 def test_fused_block_convolves_the_two_halves_instead_of_their_concatenation():
     torch.manual_seed(0)
     block = ConvBlock(2, 6, 5, norm="none").eval()

@@ -215,16 +215,18 @@ class FusedUpDecoder(nn.Module):
         if shape not in self._borders:
             w = self.block.conv1.weight.detach()[:, self.skip_channels :]
             conv = F.conv2d if w.ndim == 4 else F.conv3d
-            ones = self.up_bias.view(1, -1, *([1] * len(shape))).expand(1, -1, *shape)
-            full = conv(ones, w, None, padding=1)[0] - (self.inner_bias - self.block.conv1.bias.detach()).view(
-                -1, *([1] * len(shape))
-            )
+            spread = (1,) * len(shape)
+            biases = self.up_bias.view(1, -1, *spread).expand(1, -1, *shape)
+            inside = (self.inner_bias - self.block.conv1.bias.detach()).view(-1, *spread)
+            full = conv(biases, w, None, padding=1)[0] - inside
             corrections = []
             for axis, n in enumerate(shape):
                 for index in dict.fromkeys((0, n - 1)):
                     region = tuple(slice(1, m - 1) if a < axis else (slice(index, index + 1) if a == axis
                                    else slice(None)) for a, m in enumerate(shape))  # fmt: skip
                     corrections.append((region, full[(slice(None), *region)].clone()))
+            if len(self._borders) >= 8:  # images of many sizes: keep the latest tile shapes only
+                self._borders.pop(next(iter(self._borders)))
             self._borders[shape] = corrections
         return self._borders[shape]
 
@@ -245,7 +247,8 @@ def _compose_kernels(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def fuse_onednn(net: nn.Module, spatial_dims: int) -> nn.Module:
     """``net`` (BatchNorm folded, eval mode) with every fusable ConvBlock replaced by a
-    :class:`FusedConvBlock`, if oneDNN runs the fused network here and it predicts a small random input
+    :class:`FusedConvBlock` and, in a UNet, each upsampling folded into the decoder after it
+    (:class:`FusedUpDecoder`), if oneDNN runs the fused network here and it predicts a small random input
     as ``net`` does; else ``net`` itself."""
     if not torch.backends.mkldnn.is_available():
         return net
